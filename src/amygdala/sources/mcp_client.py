@@ -1,0 +1,172 @@
+"""Memory source: any MCP memory server, through the official ``mcp`` SDK (streamable HTTP URL or stdio command).
+
+The server's paged ``list_nodes`` tool (amygdala's own ``memory-serve``) is used when offered, else its
+``read_graph`` tool (the official ``@modelcontextprotocol/server-memory``): each entity is one node, with
+name = key, entityType = node type and its observations joined with newlines = content (timestamp empty).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import tempfile
+from collections.abc import Mapping
+from typing import IO, Any, TextIO
+
+import anyio
+
+from amygdala.sources import MemoryNode, SourceError
+
+READ_GRAPH_TOOL = "read_graph"
+LIST_NODES_TOOL = "list_nodes"
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_PAGE_SIZE = 500
+
+
+class _ToolFailure(Exception):
+    """A tool answered, but with an error or a result of the wrong shape (turned into ``SourceError``)."""
+
+
+def _structured(result: Any, tool: str) -> Mapping[str, Any]:
+    """The JSON object a tool returned: its structured content, else the JSON of its first text block."""
+    text = " ".join(getattr(block, "text", "") for block in result.content).strip()
+    if result.is_error:
+        raise _ToolFailure(f"tool {tool} failed: {text or 'no message'}")
+    if isinstance(result.structured_content, Mapping):
+        return result.structured_content
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError:
+        raise _ToolFailure(f"tool {tool} returned no JSON object: {text[:80]!r}") from None
+    if not isinstance(payload, Mapping):
+        raise _ToolFailure(f"tool {tool} returned {type(payload).__name__}, expected a JSON object")
+    return payload
+
+
+def _entity_node(entity: object, index: int) -> MemoryNode:
+    """One official-format entity ``{"name", "entityType", "observations"}`` -> a node."""
+    if not isinstance(entity, Mapping):
+        raise _ToolFailure(f"entity {index} is not a JSON object")
+    name, entity_type, observations = entity.get("name"), entity.get("entityType", ""), entity.get("observations")
+    if not isinstance(name, str) or not name or not isinstance(entity_type, str):
+        raise _ToolFailure(f"entity {index} needs a non-empty string 'name' and a string 'entityType'")
+    if not isinstance(observations, list) or not all(isinstance(item, str) for item in observations):
+        raise _ToolFailure(f"entity {name!r}: 'observations' must be a list of strings")
+    return MemoryNode(name, entity_type, "", "\n".join(observations))
+
+
+def _listed_node(row: object, index: int) -> MemoryNode:
+    """One ``list_nodes`` row ``{"key", "node_type", "timestamp", "content"}`` -> a node."""
+    if not isinstance(row, Mapping) or not isinstance(row.get("key"), str) or not isinstance(row.get("content"), str):
+        raise _ToolFailure(f"list_nodes row {index} needs string 'key' and 'content'")
+    return MemoryNode(row["key"], str(row.get("node_type", "")), str(row.get("timestamp", "")), row["content"])
+
+
+async def _tool_names(client: Any) -> set[str]:
+    names: set[str] = set()
+    cursor: str | None = None
+    for _ in range(1000):  # a paginator that never ends must not hang the read
+        listing = await client.list_tools(cursor=cursor)
+        names |= {tool.name for tool in listing.tools}
+        cursor = listing.next_cursor
+        if not cursor:
+            break
+    return names
+
+
+async def _read_graph(client: Any) -> list[MemoryNode]:
+    payload = _structured(await client.call_tool(READ_GRAPH_TOOL, {}), READ_GRAPH_TOOL)
+    entities = payload.get("entities")
+    if not isinstance(entities, list):
+        raise _ToolFailure(f"tool {READ_GRAPH_TOOL} returned no 'entities' list")
+    return [_entity_node(entity, index) for index, entity in enumerate(entities)]
+
+
+async def _list_nodes(client: Any, page_size: int) -> list[MemoryNode]:
+    nodes: list[MemoryNode] = []
+    offset: int | None = 0
+    while offset is not None:
+        payload = _structured(await client.call_tool(LIST_NODES_TOOL, {"offset": offset, "limit": page_size}),
+                              LIST_NODES_TOOL)
+        rows, next_offset = payload.get("nodes"), payload.get("next_offset")
+        if not isinstance(rows, list) or not (next_offset is None or isinstance(next_offset, int)):
+            raise _ToolFailure(f"tool {LIST_NODES_TOOL} must return 'nodes' (a list) and 'next_offset' (int or null)")
+        if next_offset is not None and next_offset <= offset:
+            raise _ToolFailure(f"tool {LIST_NODES_TOOL} returned next_offset {next_offset} after offset {offset}")
+        nodes.extend(_listed_node(row, len(nodes) + index) for index, row in enumerate(rows))
+        offset = next_offset
+    return nodes
+
+
+async def _read_nodes(target: Any, page_size: int) -> list[MemoryNode]:
+    from mcp import Client
+
+    async with Client(target) as client:
+        tools = await _tool_names(client)
+        if LIST_NODES_TOOL in tools:
+            return await _list_nodes(client, page_size)
+        if READ_GRAPH_TOOL in tools:
+            return await _read_graph(client)
+        raise _ToolFailure(f"the server offers neither {READ_GRAPH_TOOL} nor {LIST_NODES_TOOL} "
+                           f"(its tools: {', '.join(sorted(tools)) or 'none'})")
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The first leaf of an exception group (anyio wraps transport errors in task-group groups)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _reason(exc: BaseException, errlog: IO[str] | None) -> str:
+    leaf = _innermost(exc)
+    if isinstance(leaf, TimeoutError):
+        reason = "no answer in time"
+    else:
+        reason = str(leaf) or type(leaf).__name__
+    if errlog is not None:
+        errlog.seek(0)
+        said = [line.strip() for line in errlog.read().splitlines() if line.strip()]
+        if said:
+            reason += f" (server stderr: {said[-1][:200]})"
+    return " ".join(reason.split())
+
+
+def _stdio_target(command: str, errlog: TextIO) -> Any:
+    from mcp import StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    argv = shlex.split(command)
+    if not argv:
+        raise SourceError("--memory-mcp-command is empty: give the server command, e.g. 'npx -y "
+                          "@modelcontextprotocol/server-memory'")
+    # The whole environment is passed on, so e.g. MEMORY_FILE_PATH reaches the server.
+    params = StdioServerParameters(command=argv[0], args=argv[1:], env=dict(os.environ))
+    return stdio_client(params, errlog=errlog)
+
+
+def read_mcp_graph(*, url: str | None = None, command: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
+                   page_size: int = DEFAULT_PAGE_SIZE) -> list[MemoryNode]:
+    """Read every node from an MCP memory server at a streamable HTTP ``url`` or started with a stdio ``command``."""
+    if (url is None) == (command is None):
+        raise SourceError("give exactly one MCP memory server: a URL (--memory-mcp-url) or a command "
+                          "(--memory-mcp-command)")
+    where = f"MCP memory server {url}" if url is not None else f"MCP memory server command {command!r}"
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as errlog:
+        target = url if url is not None else _stdio_target(str(command), errlog)
+
+        async def run() -> list[MemoryNode]:
+            with anyio.fail_after(timeout_s):
+                return await _read_nodes(target, page_size)
+
+        try:
+            return anyio.run(run)
+        except Exception as exc:  # noqa: BLE001 - every transport/protocol failure becomes one SourceError
+            stderr = errlog if command is not None else None
+            hint = ("" if isinstance(_innermost(exc), _ToolFailure) else "; check that the server is running there"
+                    if url is not None else "; check that this command starts an MCP memory server on stdio")
+            raise SourceError(f"cannot read the memory graph from {where}: {_reason(exc, stderr)}{hint}") from exc
+
+
+__all__ = ["LIST_NODES_TOOL", "READ_GRAPH_TOOL", "read_mcp_graph"]

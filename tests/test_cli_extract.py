@@ -1,0 +1,108 @@
+"""`amygdala extract` and `amygdala emotions` end to end: real arguments, real sources, temp output dirs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mcp_servers import free_port, memory_serve, official_server_command
+
+from amygdala.cli import main
+from amygdala.extraction import MANIFEST
+from amygdala.sources.graph_file import read_graph_file, write_graph_file
+
+
+def files(directory: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
+
+
+def test_extract_defaults_to_the_bundled_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["extract", "--output-dir", str(tmp_path / "out")]) == 0
+    manifest = json.loads((tmp_path / "out" / MANIFEST).read_text())
+    assert manifest["source"] == "bundled sample memory graph"
+    assert len(manifest["emotions"]) >= 16
+    assert sorted(files(tmp_path / "out")) == sorted([MANIFEST, *manifest["files"]])
+    assert f"wrote {len(manifest['emotions'])} emotions to {tmp_path / 'out'}" in capsys.readouterr().out
+
+
+def test_extract_is_byte_identical_through_all_three_sources(tmp_path: Path, sample_graph_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Done-when of issue 2: file, official npm server (stdio) and amygdala memory-serve (HTTP) agree byte for byte."""
+    official = write_graph_file(read_graph_file(sample_graph_path), tmp_path / "official.jsonl", "mcp-memory")
+    monkeypatch.setenv("MEMORY_FILE_PATH", str(official))
+    runs = {"file": ["--memory-file", str(sample_graph_path)],
+            "npm": ["--memory-mcp-command", official_server_command()]}
+    with memory_serve(sample_graph_path) as url:
+        runs["http"] = ["--memory-mcp-url", url]
+        for name, source in runs.items():
+            assert main(["extract", *source, "--output-dir", str(tmp_path / name)]) == 0, name
+    outputs = {name: files(tmp_path / name) for name in runs}
+    manifests = {name: json.loads(output.pop(MANIFEST)) for name, output in outputs.items()}
+    assert len(outputs["file"]) >= 16
+    assert outputs["npm"] == outputs["file"]
+    assert outputs["http"] == outputs["file"]
+    assert len({manifest.pop("source") for manifest in manifests.values()}) == 3
+    assert manifests["npm"] == manifests["file"] == manifests["http"]
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
+    invalid = tmp_path / "invalid.jsonl"
+    invalid.write_text('{"key": "a", "content": "fine"}\n{"key": "b", "content": \n')
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    url = f"http://127.0.0.1:{free_port()}/mcp"
+    return {
+        "unreachable server": (["--memory-mcp-url", url], f"MCP memory server {url}"),
+        "invalid JSONL line": (["--memory-file", str(invalid)], "line 2: invalid JSON"),
+        "empty graph": (["--memory-file", str(empty)], "has no nodes"),
+        "no emotion meets the thresholds": (["--min-positives", "1000"], "no emotion in bundled sample"),
+        "two sources": (["--memory-file", str(empty), "--memory-mcp-url", url], "give one memory source"),
+        "bad options": (["--heldout-fraction", "1.5"], "heldout_fraction=1.5"),
+    }
+
+
+@pytest.mark.parametrize("case", ["unreachable server", "invalid JSONL line", "empty graph",
+                                  "no emotion meets the thresholds", "two sources", "bad options"])
+def test_bad_input_gives_one_line_exit_2_and_no_output(case: str, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    argv, expected = _bad_inputs(tmp_path)[case]
+    before = sorted(path.name for path in tmp_path.iterdir())
+    assert main(["extract", *argv, "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("amygdala: error: ") and err.count("\n") == 1, err
+    assert expected in err
+    assert sorted(path.name for path in tmp_path.iterdir()) == before  # no output dir, no staging dir
+
+
+def test_a_non_empty_output_dir_is_refused_without_force_and_kept_with_it(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["extract", "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already holds 1 entries" in err and "--force" in err
+    assert files(out) == {"notes.txt": b"mine"}
+    assert main(["extract", "--output-dir", str(out), "--force", "--emotions", "calm,Warmth"]) == 0
+    assert sorted(files(out)) == ["calm.jsonl", MANIFEST, "notes.txt", "warmth.jsonl"]
+
+
+def test_extract_stats_prints_the_tag_table_and_writes_nothing(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["extract", "--stats", "--output-dir", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "tags in bundled sample memory graph" in out and "Peaceful Contentment" in out
+    assert not (tmp_path / "out").exists()
+
+
+def test_emotions_lists_every_tag_and_marks_reference_concepts(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    graph = tmp_path / "graph.jsonl"
+    graph.write_text("".join(json.dumps({"key": f"k{i}", "content": f"Entry {i} about the long walk home by the "
+                                         f"canal tonight.\ncalm:9 zest:{i % 10}"}) + "\n" for i in range(12)))
+    assert main(["emotions", "--memory-file", str(graph)]) == 0
+    rows = {line.split()[1]: line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("│") and len(line.split()) > 2}
+    assert "Peaceful Contentment" in rows["calm"] and "yes" in rows["calm"]
+    assert rows["zest"].rstrip("│ ").endswith("-")
