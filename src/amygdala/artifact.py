@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +22,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from amygdala.outputs import OutputError, atomic_write_bytes, atomic_write_files  # noqa: F401 - re-exported
+
 LAYER_CONVENTION = "layer_<idx> is the output of decoder block idx (0-based) = HF hidden_states[idx + 1]"
 ELH_KEY = "vectors"
 REQUIRED_MANIFEST_FIELDS = ("concepts", "layers", "hidden_size", "dtype")
 _SAVE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DERIVED_MANIFEST_FIELDS = (*REQUIRED_MANIFEST_FIELDS, "format_version", "layer_convention", "vectors_sha256",
+                            "calibration")
 
 
 class ArtifactError(ValueError):
@@ -92,7 +94,8 @@ def build_manifest(artifact: ReadoutArtifact, vectors_bytes: bytes) -> dict[str,
         "format_version": 1,
         "layer_convention": LAYER_CONVENTION,
         "vectors_sha256": hashlib.sha256(vectors_bytes).hexdigest(),
-        **artifact.provenance,
+        # Fields derived here win over stale copies in a loaded artifact's provenance.
+        **{key: value for key, value in artifact.provenance.items() if key not in _DERIVED_MANIFEST_FIELDS},
     }
     if artifact.calibration is not None:
         manifest["calibration"] = {
@@ -101,22 +104,6 @@ def build_manifest(artifact: ReadoutArtifact, vectors_bytes: bytes) -> dict[str,
             for layer in artifact.layers
         }
     return manifest
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder + rename, so readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def save_artifact(
@@ -128,7 +115,8 @@ def save_artifact(
 ) -> Path:
     """Write ``readout.safetensors`` and its manifest atomically; returns the manifest path.
 
-    Everything is serialised in memory first, so a failure leaves earlier files untouched.
+    Everything is serialised in memory and written to temp files first, so a failure (full disk, unwritable
+    folder) leaves earlier files untouched: never new vectors beside an old manifest.
     """
     _validate(artifact, source="artifact to save")
     vectors_path = Path(vectors_path)
@@ -136,11 +124,11 @@ def save_artifact(
     vectors_bytes = save(_tensors_for_save(artifact))
     manifest = build_manifest(artifact, vectors_bytes)
     manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode()
-    elh_bytes = save({ELH_KEY: artifact.stacked().transpose(0, 1).to(_SAVE_DTYPES[artifact.dtype]).contiguous()})
-    atomic_write_bytes(vectors_path, vectors_bytes)
+    files = {vectors_path: vectors_bytes}
     if write_elh:
-        atomic_write_bytes(elh_path_for(vectors_path), elh_bytes)
-    atomic_write_bytes(manifest_path, manifest_bytes)
+        elh = artifact.stacked().transpose(0, 1).to(_SAVE_DTYPES[artifact.dtype]).contiguous()
+        files[elh_path_for(vectors_path)] = save({ELH_KEY: elh})
+    atomic_write_files(files | {manifest_path: manifest_bytes})  # the manifest is renamed last
     return manifest_path
 
 
@@ -153,10 +141,38 @@ def _read_manifest(manifest_path: Path) -> dict[str, Any]:
         raise ArtifactError(f"manifest {manifest_path} is not valid JSON ({exc})") from None
     if not isinstance(manifest, dict):
         raise ArtifactError(f"manifest {manifest_path} must hold a JSON object")
-    missing = [name for name in REQUIRED_MANIFEST_FIELDS if name not in manifest]
-    if missing:
-        raise ArtifactError(f"manifest {manifest_path} lacks field(s) {', '.join(missing)}")
+    problems = [f"lacks field(s) {', '.join(missing)}"] if (
+        missing := [name for name in REQUIRED_MANIFEST_FIELDS if name not in manifest]) else []
+    problems += [f"field {name!r} must be {rule}, not {json.dumps(manifest[name])[:40]}"
+                 for name, rule, ok in _MANIFEST_FIELD_RULES if name in manifest and not ok(manifest[name])]
+    if problems:
+        raise ArtifactError(f"manifest {manifest_path} {'; '.join(problems)}")
     return manifest
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_MANIFEST_FIELD_RULES = (
+    ("concepts", "a list of strings", lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v)),
+    ("layers", "a list of integers", lambda v: isinstance(v, list) and all(_is_int(layer) for layer in v)),
+    ("hidden_size", "a positive integer", lambda v: _is_int(v) and v > 0),
+    ("dtype", "a string", lambda v: isinstance(v, str)),
+    ("calibration", "an object", lambda v: v is None or isinstance(v, dict)),
+)
+
+
+def _check_vectors_sha256(manifest: dict[str, Any], vectors_path: Path, manifest_path: Path) -> None:
+    """The manifest records the sha256 of the layer-layout file it was saved with: refuse any other bytes."""
+    recorded = manifest.get("vectors_sha256")
+    if recorded is None:
+        return
+    actual = hashlib.sha256(vectors_path.read_bytes()).hexdigest()
+    if actual != recorded:
+        raise ArtifactError(f"vectors file {vectors_path} does not match manifest {manifest_path} (sha256 "
+                            f"{actual[:12]}... != {str(recorded)[:12]}...): the file was changed or corrupted, or "
+                            f"the two come from different runs; retrain, or pass the manifest saved with it")
 
 
 def _read_tensors(vectors_path: Path) -> dict[str, torch.Tensor]:
@@ -186,7 +202,7 @@ def _vectors_from_tensors(tensors: dict[str, torch.Tensor], layers: list[int], s
     return {layer: tensors[layer_key(layer)] for layer in layers}
 
 
-def _calibration_from_manifest(manifest: dict[str, Any], layers: list[int]) -> Calibration | None:
+def _calibration_from_manifest(manifest: dict[str, Any], layers: list[int], where: Path) -> Calibration | None:
     table = manifest.get("calibration")
     if not table:
         return None
@@ -194,7 +210,8 @@ def _calibration_from_manifest(manifest: dict[str, Any], layers: list[int]) -> C
         mean = {layer: torch.tensor(table[f"layer_{layer}"]["mean"], dtype=torch.float32) for layer in layers}
         std = {layer: torch.tensor(table[f"layer_{layer}"]["std"], dtype=torch.float32) for layer in layers}
     except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"manifest calibration is malformed ({exc!r}): expected layer_<idx>: {{mean, std}}") from None
+        raise ArtifactError(f"manifest {where} calibration is malformed ({exc!r}): expected layer_<idx>: "
+                            "{mean, std}") from None
     return Calibration(mean, std)
 
 
@@ -204,7 +221,9 @@ def load_artifact(vectors_path: Path, manifest_path: Path | None = None) -> Read
     manifest_path = Path(manifest_path) if manifest_path else manifest_path_for(vectors_path)
     manifest = _read_manifest(manifest_path)
     tensors = _read_tensors(vectors_path)
-    layers = [int(layer) for layer in manifest["layers"]]
+    layers = list(manifest["layers"])
+    if set(tensors) != {ELH_KEY}:  # the eLH file is not the one the manifest hash describes
+        _check_vectors_sha256(manifest, vectors_path, manifest_path)
     vectors = _vectors_from_tensors(tensors, layers, str(vectors_path))
     provenance = {k: v for k, v in manifest.items() if k not in (*REQUIRED_MANIFEST_FIELDS, "calibration")}
     artifact = ReadoutArtifact(
@@ -213,7 +232,7 @@ def load_artifact(vectors_path: Path, manifest_path: Path | None = None) -> Read
         vectors={layer: tensor.float() for layer, tensor in vectors.items()},
         hidden_size=int(manifest["hidden_size"]),
         dtype=str(manifest["dtype"]),
-        calibration=_calibration_from_manifest(manifest, layers),
+        calibration=_calibration_from_manifest(manifest, layers, manifest_path),
         provenance=provenance,
     )
     _validate(artifact, source=f"{vectors_path} with {manifest_path}", stored_dtypes={

@@ -1,0 +1,196 @@
+"""Pooled activations + concept labels -> one unit readout direction per concept and layer.
+
+``ConceptStats`` keeps only mergeable sums (fp64), built from a batch of pooled activations ``[B, L, H]`` and
+two indicator matrices ``[B, C]`` (text is a positive / a negative of concept c) by matrix products, so
+statistics for every concept come from one pass over the unique texts and memory never grows with the data.
+
+Direction methods share the signature ``(stats, layer) -> [n_concepts, hidden]`` (unit rows) and are listed
+in ``DIRECTION_METHODS``:
+
+- ``diff_of_means`` (default; CAA, Rimsky et al.): ``mean(positives) - mean(negatives)``.
+- ``mean_centered``: a concept's positive mean minus the average of all concepts' positive means
+  (needs at least two concepts; ignores negatives).
+- ``lda``: ``(Σ + λI)^-1 (mean(positives) - mean(negatives))``, where Σ is the covariance of the pooled
+  activations over all unique training texts (from the streamed second moments; one Σ shared by every concept)
+  and the shrinkage ``λ = LDA_SHRINKAGE * trace(Σ) / hidden`` pulls Σ towards its average variance so the
+  solve stays stable when texts are fewer than hidden dimensions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from amygdala.artifact import Calibration
+
+MethodName = Literal["diff_of_means", "mean_centered", "lda"]
+DirectionMethod = Callable[["ConceptStats", int], torch.Tensor]
+LDA_SHRINKAGE = 0.1
+
+
+class DirectionError(ValueError):
+    """The labels or statistics cannot give a direction (a concept without positives or negatives, ...)."""
+
+
+def _batch_sums(pooled: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(positive_sum [L,C,H], negative_sum, positive_count [C], negative_count, total_sum [L,H], second_moment [L,H,H])."""
+    n_texts, n_layers, hidden = pooled.shape
+    assert positive.shape == negative.shape and positive.shape[0] == n_texts
+    x = pooled.to(torch.float64)
+    flat = x.reshape(n_texts, n_layers * hidden)
+    pos, neg = positive.to(torch.float64), negative.to(torch.float64)
+    by_layer = x.transpose(0, 1)
+    return ((pos.T @ flat).reshape(-1, n_layers, hidden).transpose(0, 1),
+            (neg.T @ flat).reshape(-1, n_layers, hidden).transpose(0, 1),
+            positive.to(torch.int64).sum(dim=0), negative.to(torch.int64).sum(dim=0),
+            x.sum(dim=0), by_layer.transpose(1, 2) @ by_layer)
+
+
+@dataclass(frozen=True)
+class ConceptStats:
+    """Sums over pooled activations, per layer (first axis, in ``layers`` order); fp64 throughout."""
+
+    concepts: tuple[str, ...]
+    layers: tuple[int, ...]
+    positive_sum: torch.Tensor  # [L, C, H]: sum of each concept's positive texts
+    negative_sum: torch.Tensor  # [L, C, H]: sum of each concept's negative texts
+    positive_count: torch.Tensor  # [C] int64
+    negative_count: torch.Tensor  # [C] int64
+    total_sum: torch.Tensor  # [L, H]: sum over all unique texts
+    second_moment: torch.Tensor  # [L, H, H]: sum of x x^T over all unique texts
+    n_texts: int
+
+    @classmethod
+    def from_pooled(cls, pooled: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
+                    concepts: Sequence[str], layers: Sequence[int]) -> ConceptStats:
+        """``pooled [B, L, H]``, ``positive``/``negative`` indicator matrices ``[B, C]`` (bool or 0/1)."""
+        assert pooled.shape[1] == len(layers) and positive.shape[1] == len(concepts)
+        return cls(tuple(concepts), tuple(layers), *_batch_sums(pooled, positive, negative), n_texts=pooled.shape[0])
+
+    def merge(self, other: ConceptStats) -> ConceptStats:
+        """The stats of both sets of texts (which must be disjoint)."""
+        if (self.concepts, self.layers) != (other.concepts, other.layers):
+            raise DirectionError("cannot merge stats over different concepts or layers")
+        return ConceptStats(self.concepts, self.layers, self.positive_sum + other.positive_sum,
+                            self.negative_sum + other.negative_sum, self.positive_count + other.positive_count,
+                            self.negative_count + other.negative_count, self.total_sum + other.total_sum,
+                            self.second_moment + other.second_moment, self.n_texts + other.n_texts)
+
+    def position(self, layer: int) -> int:
+        if layer not in self.layers:
+            raise DirectionError(f"layer {layer} is not in the stats; they cover layers {list(self.layers)}")
+        return self.layers.index(layer)
+
+    def positive_mean(self, layer: int) -> torch.Tensor:
+        check_counts(self.concepts, self.positive_count.tolist(), self.negative_count.tolist())
+        return self.positive_sum[self.position(layer)] / self.positive_count.unsqueeze(1)
+
+    def negative_mean(self, layer: int) -> torch.Tensor:
+        check_counts(self.concepts, self.positive_count.tolist(), self.negative_count.tolist())
+        return self.negative_sum[self.position(layer)] / self.negative_count.unsqueeze(1)
+
+    def mean(self, layer: int) -> torch.Tensor:
+        """Mean pooled activation over all unique texts ``[H]``."""
+        return self.total_sum[self.position(layer)] / self.n_texts
+
+    def covariance(self, layer: int) -> torch.Tensor:
+        """Covariance over all unique texts ``[H, H]`` (population, from the second moment)."""
+        mean = self.mean(layer)
+        return self.second_moment[self.position(layer)] / self.n_texts - torch.outer(mean, mean)
+
+
+class StatsAccumulator:
+    """Running sums for streaming: ``add`` a batch at a time (in place), then ``freeze`` into ``ConceptStats``.
+
+    Adding batches in the same order gives bit-identical sums, whichever way each batch was obtained.
+    """
+
+    def __init__(self, concepts: Sequence[str], layers: Sequence[int], hidden_size: int) -> None:
+        n_concepts, n_layers, f64 = len(concepts), len(layers), torch.float64
+        self.concepts, self.layers, self.n_texts = tuple(concepts), tuple(layers), 0
+        self._sums = [torch.zeros(n_layers, n_concepts, hidden_size, dtype=f64),
+                      torch.zeros(n_layers, n_concepts, hidden_size, dtype=f64),
+                      torch.zeros(n_concepts, dtype=torch.int64), torch.zeros(n_concepts, dtype=torch.int64),
+                      torch.zeros(n_layers, hidden_size, dtype=f64),
+                      torch.zeros(n_layers, hidden_size, hidden_size, dtype=f64)]
+
+    def add(self, pooled: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> None:
+        for total, part in zip(self._sums, _batch_sums(pooled, positive, negative)):
+            total.add_(part)
+        self.n_texts += pooled.shape[0]
+
+    def freeze(self) -> ConceptStats:
+        return ConceptStats(self.concepts, self.layers, *(s.clone() for s in self._sums), n_texts=self.n_texts)
+
+
+def check_counts(concepts: Sequence[str], positive: Sequence[int], negative: Sequence[int]) -> None:
+    """Every concept needs at least one positive and one negative text."""
+    lacking = [f"{concept} ({'no positives' if p == 0 else 'no negatives'})"
+               for concept, p, n in zip(concepts, positive, negative) if p == 0 or n == 0]
+    if lacking:
+        raise DirectionError(f"concept(s) {', '.join(lacking)} in the train split: "
+                             "add examples or leave those concepts out (--emotions)")
+
+
+def _unit(vectors: torch.Tensor, stats: ConceptStats, layer: int) -> torch.Tensor:
+    norms = vectors.norm(dim=1, keepdim=True)
+    if zero := [c for c, norm in zip(stats.concepts, norms.flatten().tolist()) if not norm > 0]:
+        raise DirectionError(f"concept(s) {', '.join(zero)} have a zero direction at layer {layer}: "
+                             "their positive and negative texts pool to the same mean")
+    return vectors / norms
+
+
+def diff_of_means(stats: ConceptStats, layer: int) -> torch.Tensor:
+    """CAA: ``mean(positives) - mean(negatives)``, unit rows ``[C, H]``."""
+    return _unit(stats.positive_mean(layer) - stats.negative_mean(layer), stats, layer)
+
+
+def mean_centered(stats: ConceptStats, layer: int) -> torch.Tensor:
+    """A concept's positive mean minus the mean of all concepts' positive means, unit rows ``[C, H]``."""
+    if len(stats.concepts) < 2:
+        raise DirectionError("method 'mean_centered' needs at least two concepts: use diff_of_means for one")
+    means = stats.positive_mean(layer)
+    return _unit(means - means.mean(dim=0, keepdim=True), stats, layer)
+
+
+def lda(stats: ConceptStats, layer: int) -> torch.Tensor:
+    """Shrinkage LDA: ``(Σ + λI)^-1 (mean(pos) - mean(neg))`` with ``λ = LDA_SHRINKAGE·tr(Σ)/H``, unit rows."""
+    difference = stats.positive_mean(layer) - stats.negative_mean(layer)
+    covariance = stats.covariance(layer)
+    hidden = covariance.shape[0]
+    shrinkage = LDA_SHRINKAGE * torch.trace(covariance) / hidden
+    regularised = covariance + shrinkage * torch.eye(hidden, dtype=covariance.dtype)
+    return _unit(torch.linalg.solve(regularised, difference.T).T, stats, layer)
+
+
+DIRECTION_METHODS: dict[str, DirectionMethod] = {
+    "diff_of_means": diff_of_means,
+    "mean_centered": mean_centered,
+    "lda": lda,
+}
+
+
+def compute_directions(stats: ConceptStats, method: str = "diff_of_means") -> dict[int, torch.Tensor]:
+    """Unit readout vectors per layer, ``{layer: [C, H] float32}``."""
+    if method not in DIRECTION_METHODS:
+        raise DirectionError(f"method {method!r} is unknown: use one of {', '.join(DIRECTION_METHODS)}")
+    check_counts(stats.concepts, stats.positive_count.tolist(), stats.negative_count.tolist())
+    return {layer: DIRECTION_METHODS[method](stats, layer).to(torch.float32) for layer in stats.layers}
+
+
+def calibrate(stats: ConceptStats, vectors: dict[int, torch.Tensor]) -> Calibration:
+    """Mean and std of each concept's raw projection ``x·v`` over all unique training texts, per layer.
+
+    From the sums alone: ``mean = μ·v`` and ``var = vᵀ E[xxᵀ] v - (μ·v)²`` (fp64; clipped at 0).
+    """
+    means, stds = {}, {}
+    for layer in stats.layers:
+        v = vectors[layer].to(torch.float64)
+        mean = v @ stats.mean(layer)
+        second = ((v @ stats.second_moment[stats.position(layer)]) * v).sum(dim=1) / stats.n_texts
+        means[layer] = mean.to(torch.float32)
+        stds[layer] = (second - mean.square()).clamp(min=0).sqrt().to(torch.float32)
+    return Calibration(means, stds)

@@ -1,0 +1,146 @@
+"""Pooled activations against HF ``output_hidden_states`` on the real models, pooling rules, the chat-template guard."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from amygdala.activations import (
+    SameTokenError,
+    encode_texts,
+    iter_pooled,
+    pool_last,
+    pool_mean,
+    pool_texts,
+)
+from amygdala.models import LoadedModel
+
+TEXTS = ["Hello world.", "I felt a deep warmth when she finally called me back!", "Why?"]
+
+
+class ForwardCounter:
+    """Counts calls of a real module (a forward hook; nothing is replaced)."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.calls, self.rows = 0, 0
+        self.handle = module.register_forward_hook(self._hook)
+
+    def _hook(self, _module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _output: object) -> None:
+        self.calls += 1
+        self.rows += int(inputs[0].shape[0]) if inputs and isinstance(inputs[0], torch.Tensor) else 0
+
+    def __enter__(self) -> ForwardCounter:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.handle.remove()
+
+
+def _hf_reference(loaded: LoadedModel, text: str, layers: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Last-token and mean hidden states ``[L, H]`` of one unpadded text via ``output_hidden_states`` (no hooks)."""
+    encoded = loaded.tokenizer(text, return_tensors="pt")
+    with torch.no_grad():
+        hidden = loaded.model(**encoded, output_hidden_states=True).hidden_states
+    last = torch.stack([hidden[layer + 1][0, -1] for layer in layers]).float()
+    mean = torch.stack([hidden[layer + 1][0].float().mean(dim=0) for layer in layers])
+    return last, mean
+
+
+def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return float(((actual - expected).abs().amax(dim=-1) / expected.abs().amax(dim=-1)).max())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_name", ["gemma", "smollm2"])
+def test_pool_texts_equals_hf_hidden_states_in_a_padded_batch(model_name: str, request: pytest.FixtureRequest) -> None:
+    """layer_<idx> = HF hidden_states[idx+1] for every layer but the last; a padded batch (Gemma pads left,
+    SmolLM2 right) gives each text what it gets alone."""
+    loaded: LoadedModel = request.getfixturevalue(model_name)
+    layers = list(range(loaded.n_layers - 1))
+    last = pool_texts(loaded, TEXTS, layers, batch_size=len(TEXTS))
+    mean = pool_texts(loaded, TEXTS, layers, pooling="mean", batch_size=len(TEXTS))
+    for index, text in enumerate(TEXTS):
+        ref_last, ref_mean = _hf_reference(loaded, text, layers)
+        assert _relative_error(last[index], ref_last) < 1e-4
+        assert _relative_error(mean[index], ref_mean) < 1e-4
+
+
+@pytest.mark.slow
+def test_pool_texts_batch_size_and_order_change_nothing(smollm2: LoadedModel) -> None:
+    texts = TEXTS + ["A quiet afternoon", "Fear crept in slowly", "Hello world."]
+    layers = [3, 11]
+    reference = pool_texts(smollm2, texts, layers, batch_size=1)
+    batched = pool_texts(smollm2, texts, layers, batch_size=4)
+    torch.testing.assert_close(batched, reference, rtol=1e-4, atol=1e-4)
+    shuffled = list(range(len(texts)))
+    random.Random(1).shuffle(shuffled)
+    again = pool_texts(smollm2, [texts[i] for i in shuffled], layers, batch_size=4)
+    assert torch.equal(again, batched[shuffled])
+
+
+def test_pool_last_reads_the_last_real_token_under_left_and_right_padding() -> None:
+    hidden = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)
+    right = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    left = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    assert torch.equal(pool_last(hidden, right), torch.stack([hidden[0, 1], hidden[1, 3]]))
+    assert torch.equal(pool_last(hidden, left), torch.stack([hidden[0, 3], hidden[1, 3]]))
+
+
+def test_pool_mean_skips_the_first_real_tokens_and_keeps_the_last_of_short_texts() -> None:
+    hidden = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)
+    left = torch.tensor([[0, 1, 1, 1], [0, 0, 0, 1]])
+    assert torch.equal(pool_mean(hidden, left), torch.stack([hidden[0, 1:].mean(0), hidden[1, 3]]))
+    assert torch.equal(pool_mean(hidden, left, 1), torch.stack([hidden[0, 2:].mean(0), hidden[1, 3]]))
+    right = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
+    assert torch.equal(pool_mean(hidden, right, 2), torch.stack([hidden[0, 2], hidden[1, 0]]))
+
+
+def test_pool_mean_ignores_non_finite_values_at_pad_positions() -> None:
+    hidden = torch.ones(1, 3, 2)
+    hidden[0, 0] = float("nan")
+    assert torch.equal(pool_mean(hidden, torch.tensor([[0, 1, 1]])), torch.ones(1, 2))
+
+
+def test_iter_pooled_stops_the_forward_after_the_deepest_layer(tiny_model: LoadedModel) -> None:
+    with ForwardCounter(tiny_model.layers[2]) as deeper, ForwardCounter(tiny_model.layers[1]) as deepest:
+        batches = list(iter_pooled(tiny_model, TEXTS, [0, 1], batch_size=2))
+    assert deepest.calls == 2 and deeper.calls == 0
+    assert sorted(i for indices, _ in batches for i in indices) == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_chat_template_guard_refuses_the_same_end_token_before_any_forward(smollm2: LoadedModel) -> None:
+    """Regression: the original trainer pooled every sample at the chat template's end-of-turn token, so
+    every concept learned the same direction."""
+    with ForwardCounter(smollm2.layers[0]) as counter, pytest.raises(SameTokenError, match=r"token '\\n' \(id 198\)"):
+        pool_texts(smollm2, TEXTS, [3], chat_template=True)
+    assert counter.calls == 0
+    ids = encode_texts(smollm2.tokenizer, TEXTS, chat_template=True)
+    assert len({row[-1] for row in ids}) == 1
+    assert pool_texts(smollm2, TEXTS, [3], chat_template=True, pooling="mean").shape == (3, 1, 576)
+
+
+def test_pool_texts_refuses_texts_that_all_end_in_the_same_token_without_a_template(tiny_model: LoadedModel) -> None:
+    with pytest.raises(SameTokenError, match="same token"):
+        pool_texts(tiny_model, ["One.", "Two words."], [0])
+    assert pool_texts(tiny_model, ["One.", "Two words!"], [0]).shape == (2, 1, 64)
+
+
+def test_pool_texts_rejects_bad_arguments_in_one_message(tiny_model: LoadedModel) -> None:
+    with pytest.raises(ValueError, match="pooling 'max'.*batch_size 0"):
+        pool_texts(tiny_model, TEXTS, [0], pooling="max", batch_size=0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"out of range.*4 layers"):
+        pool_texts(tiny_model, TEXTS, [4])
+    with pytest.raises(ValueError, match="no tokens"):
+        pool_texts(tiny_model, ["", "x"], [0])
+
+
+def test_encode_texts_truncates_to_max_length(tiny_model: LoadedModel) -> None:
+    long_text = "word " * 50
+    assert len(encode_texts(tiny_model.tokenizer, [long_text], max_length=7)[0]) == 7
+    cut = pool_texts(tiny_model, [long_text, "short text"], [1], max_length=7)
+    alone = pool_texts(tiny_model, [tiny_model.tokenizer.decode(encode_texts(tiny_model.tokenizer, [long_text])[0][:7]),
+                                    "short text"], [1])
+    torch.testing.assert_close(cut[0], alone[0], rtol=1e-5, atol=1e-5)

@@ -1,0 +1,78 @@
+"""`amygdala train` end to end into a temp dir, and bad input failing with one line and no artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from safetensors import safe_open
+
+from amygdala.artifact import load_artifact
+from amygdala.cli import main
+from amygdala.examples import Example
+
+TEXTS = ["She laughed at the station.", "The report is due Monday", "I could not stop shaking!",
+         "We planted tomatoes;", "Why does he never listen?", "Golden sunset over the bay"]
+
+
+def _write_examples(folder: Path) -> Path:
+    folder.mkdir()
+    for emotion, positives in (("joy", [0, 5]), ("fear", [2, 4]), ("calm", [3, 5])):
+        rows = [Example(emotion, "positive" if i in positives else "negative", text, f"k{i}", 5.0,
+                        "train" if i != 1 else "heldout") for i, text in enumerate(TEXTS)]
+        (folder / f"{emotion}.jsonl").write_text("\n".join(row.to_json() for row in rows) + "\n")
+    return folder
+
+
+def test_cli_train_writes_the_artifact_elh_and_manifest(tiny_model_dir: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    data = _write_examples(tmp_path / "examples")
+    output = tmp_path / "out" / "readout.safetensors"
+    code = main(["train", "--model", str(tiny_model_dir), "--training-data-dir", str(data), "--target-layers", "3,1",
+                 "--output", str(output), "--format", "eLH", "--emotions", "joy,fear", "--batch-size", "2",
+                 "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    assert code == 0
+    summary = capsys.readouterr().out
+    assert "trained 2 concepts x 2 layers [1, 3] on 5 unique texts" in summary and str(output) in summary
+    artifact = load_artifact(output)
+    assert artifact.concepts == ("fear", "joy") and artifact.layers == (1, 3)
+    assert artifact.provenance["training"]["counts"]["joy"] == {"positive": 2, "negative": 3}
+    with safe_open(str(tmp_path / "out" / "readout.eLH.safetensors"), framework="pt") as handle:
+        assert handle.get_slice("vectors").get_shape() == [2, 2, 64]
+    assert any((tmp_path / "cache").rglob("chunk-*.safetensors"))
+
+
+def test_cli_train_defaults_layers_and_honours_manifest_method_and_pooling(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = _write_examples(tmp_path / "examples")
+    output, manifest = tmp_path / "r.safetensors", tmp_path / "meta" / "manifest.json"
+    code = main(["train", "--model", str(tiny_model_dir), "--training-data-dir", str(data), "--output", str(output),
+                 "--manifest", str(manifest), "--method", "lda", "--pooling", "mean", "--skip-tokens", "1",
+                 "--no-progress"])
+    assert code == 0 and not (tmp_path / "r.json").exists()
+    artifact = load_artifact(output, manifest)
+    assert artifact.layers == (1, 2, 3) and artifact.concepts == ("calm", "fear", "joy")
+    assert (artifact.provenance["training"]["method"], artifact.provenance["training"]["skip_tokens"]) == ("lda", 1)
+
+
+@pytest.mark.slow
+def test_cli_train_rejects_layers_out_of_range_in_one_line_without_writing(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    data = _write_examples(tmp_path / "examples")
+    output = tmp_path / "readout.safetensors"
+    code = main(["train", "--training-data-dir", str(data), "--target-layers", "5,40", "--output", str(output),
+                 "--no-progress"])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert error == "amygdala: error: target layers [40] out of range: the model has 18 layers (0..17)\n"
+    assert list(tmp_path.iterdir()) == [data]
+
+
+def test_cli_train_rejects_a_malformed_layer_list_before_loading_a_model(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", "--training-data-dir", str(tmp_path), "--target-layers", "5,x"])
+    assert code == 2 and "not a comma-separated list of layer indices" in capsys.readouterr().err
+
+
+def test_cli_bench_train_is_registered(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "train", "--help"]) == 0
+    assert "Train-stage benchmark" in capsys.readouterr().out

@@ -1,0 +1,148 @@
+"""Direction methods recover directions planted in synthetic activations; sums merge; calibration is exact."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+import numpy as np
+import pytest
+import torch
+
+from amygdala.directions import (
+    DIRECTION_METHODS,
+    LDA_SHRINKAGE,
+    ConceptStats,
+    DirectionError,
+    MethodName,
+    StatsAccumulator,
+    calibrate,
+    compute_directions,
+)
+
+HIDDEN, LAYERS = 32, (2, 5)
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=-1)
+
+
+def _planted(n_concepts: int = 6, per_side: int = 400, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Texts of concept c (first ``per_side`` per concept) carry ``offset + 3·d_c`` over isotropic noise;
+    the following ``per_side`` are its negatives (noise only). Layer 5 is layer 2 scaled by 2."""
+    generator = torch.Generator().manual_seed(seed)
+    planted = torch.linalg.qr(torch.randn(HIDDEN, n_concepts + 1, generator=generator))[0].T
+    offset, directions = 2.0 * planted[0], planted[1:]
+    rows, positive, negative = [], [], []
+    for concept in range(n_concepts):
+        for polarity in (1, 0):
+            noise = torch.randn(per_side, HIDDEN, generator=generator)
+            rows.append(noise + polarity * (offset + 3.0 * directions[concept]))
+            labels = torch.zeros(per_side, n_concepts, dtype=torch.bool)
+            labels[:, concept] = True
+            (positive if polarity else negative).append(labels)
+            (negative if polarity else positive).append(torch.zeros_like(labels))
+    x = torch.cat(rows)
+    pooled = torch.stack([x, 2 * x], dim=1)
+    return pooled, torch.cat(positive), torch.cat(negative), directions, offset
+
+
+def _stats(pooled: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> ConceptStats:
+    concepts = [f"c{index}" for index in range(positive.shape[1])]
+    return ConceptStats.from_pooled(pooled, positive, negative, concepts, LAYERS)
+
+
+def test_direction_methods_mapping_matches_the_method_names() -> None:
+    assert tuple(DIRECTION_METHODS) == get_args(MethodName)
+
+
+@pytest.mark.parametrize(("method", "min_cosine"), [("diff_of_means", 0.98), ("lda", 0.95)])
+def test_contrastive_methods_recover_a_planted_direction(method: str, min_cosine: float) -> None:
+    """Positives minus negatives carries offset + 3·d_c over isotropic noise. LDA whitens with the covariance
+    of all texts, which includes the offset every concept shares, so it tilts slightly away from it."""
+    pooled, positive, negative, directions, offset = _planted()
+    vectors = compute_directions(_stats(pooled, positive, negative), method)
+    expected = offset + 3.0 * directions
+    for layer in LAYERS:
+        assert vectors[layer].dtype == torch.float32
+        torch.testing.assert_close(vectors[layer].norm(dim=1), torch.ones(6))
+        assert _cosine(vectors[layer], expected).min() > min_cosine
+
+
+def test_mean_centered_removes_what_all_concepts_share() -> None:
+    pooled, positive, negative, directions, offset = _planted()
+    vectors = compute_directions(_stats(pooled, positive, negative), "mean_centered")
+    expected = directions - directions.mean(dim=0, keepdim=True)
+    assert _cosine(vectors[2], expected).min() > 0.98
+    assert _cosine(vectors[2], offset.expand_as(vectors[2])).abs().max() < 0.1
+
+
+def test_lda_equals_an_independent_numpy_reference_and_beats_diff_of_means_under_correlated_noise() -> None:
+    """Noise with a large variance along u hides the discriminant w = (e0 + u)/√2 from the mean difference."""
+    rng = np.random.default_rng(0)
+    u = np.eye(HIDDEN)[1]
+    w = (np.eye(HIDDEN)[0] + u) / np.sqrt(2)
+    sigma = np.eye(HIDDEN) + 100 * np.outer(u, u)
+    shift = sigma @ w * 0.5
+    neg = rng.multivariate_normal(np.zeros(HIDDEN), sigma, size=3000)
+    pos = rng.multivariate_normal(shift, sigma, size=3000)
+    x = torch.tensor(np.concatenate([pos, neg]), dtype=torch.float32)
+    labels = torch.tensor([[True]] * 3000 + [[False]] * 3000)
+    stats = ConceptStats.from_pooled(x.unsqueeze(1), labels, ~labels, ["c"], [0])
+    data = x.double().numpy()
+    covariance = np.cov(data, rowvar=False, bias=True)
+    ridge = covariance + LDA_SHRINKAGE * np.trace(covariance) / HIDDEN * np.eye(HIDDEN)
+    reference = np.linalg.solve(ridge, data[:3000].mean(0) - data[3000:].mean(0))
+    lda_vector = compute_directions(stats, "lda")[0][0]
+    assert _cosine(lda_vector, torch.tensor(reference)) > 0.99999
+    dom_vector = compute_directions(stats, "diff_of_means")[0][0]
+    assert _cosine(lda_vector, torch.tensor(w)) > _cosine(dom_vector, torch.tensor(w)) + 0.15
+
+
+def test_concept_stats_merge_equals_stats_of_the_concatenation() -> None:
+    pooled, positive, negative, _, _ = _planted(per_side=50)
+    whole = _stats(pooled, positive, negative)
+    merged = _stats(pooled[:300], positive[:300], negative[:300]).merge(
+        _stats(pooled[300:], positive[300:], negative[300:]))
+    for name in ("positive_sum", "negative_sum", "total_sum", "second_moment"):
+        torch.testing.assert_close(getattr(merged, name), getattr(whole, name))
+    assert torch.equal(merged.positive_count, whole.positive_count) and merged.n_texts == whole.n_texts
+
+
+def test_stats_accumulator_is_bit_identical_to_merging_the_same_batches() -> None:
+    pooled, positive, negative, _, _ = _planted(per_side=20)
+    accumulator = StatsAccumulator([f"c{index}" for index in range(6)], LAYERS, HIDDEN)
+    merged = None
+    for start in range(0, pooled.shape[0], 32):
+        part = slice(start, start + 32)
+        accumulator.add(pooled[part], positive[part], negative[part])
+        stats = _stats(pooled[part], positive[part], negative[part])
+        merged = stats if merged is None else merged.merge(stats)
+    frozen = accumulator.freeze()
+    assert torch.equal(frozen.second_moment, merged.second_moment)
+    assert torch.equal(frozen.positive_sum, merged.positive_sum)
+
+
+def test_calibrate_equals_the_projections_of_the_training_texts() -> None:
+    pooled, positive, negative, _, _ = _planted(per_side=50)
+    stats = _stats(pooled, positive, negative)
+    vectors = compute_directions(stats)
+    calibration = calibrate(stats, vectors)
+    for position, layer in enumerate(LAYERS):
+        projections = pooled[:, position].double() @ vectors[layer].double().T
+        torch.testing.assert_close(calibration.mean[layer], projections.mean(0).float(), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(calibration.std[layer], projections.std(0, correction=0).float(), rtol=1e-4, atol=1e-5)
+
+
+def test_compute_directions_names_a_concept_without_positives() -> None:
+    pooled, positive, negative, _, _ = _planted(n_concepts=3, per_side=10)
+    positive[:, 1] = False
+    with pytest.raises(DirectionError, match=r"concept\(s\) c1 \(no positives\)"):
+        compute_directions(_stats(pooled, positive, negative))
+
+
+def test_compute_directions_rejects_an_unknown_method_and_mean_centered_with_one_concept() -> None:
+    pooled, positive, negative, _, _ = _planted(n_concepts=1, per_side=10)
+    with pytest.raises(DirectionError, match="use one of diff_of_means, mean_centered, lda"):
+        compute_directions(_stats(pooled, positive, negative), "pca")
+    with pytest.raises(DirectionError, match="at least two concepts"):
+        compute_directions(_stats(pooled, positive, negative), "mean_centered")

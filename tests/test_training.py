@@ -1,0 +1,198 @@
+"""The train stage against an independent reference on the real models, its invariances, cache and errors."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from amygdala.activation_cache import ActivationCache
+from amygdala.activations import iter_pooled
+from amygdala.artifact import save_artifact
+from amygdala.directions import DirectionError
+from amygdala.examples import Example
+from amygdala.models import LoadedModel, load_model
+from amygdala.training import TrainError, TrainOptions, data_sha256, default_target_layers, train, training_set
+
+TEXTS = [
+    "She laughed and hugged me at the station.",
+    "The report is due on Monday morning",
+    "I could not stop shaking after the call!",
+    "We planted tomatoes along the fence.",
+    "Why does he never listen to me?",
+    "The sunset over the bay was golden",
+    "My hands were cold and my heart raced",
+    "Lunch was rice and beans again.",
+]
+LABELS = {  # concept -> (positive text indices, negative text indices)
+    "joy": ([0, 5, 3], [2, 4, 6]),
+    "fear": ([2, 6], [0, 1, 7]),
+    "anger": ([4], [0, 5, 7, 1]),
+}
+
+
+def _examples(split: str = "train") -> list[Example]:
+    return [Example(concept, polarity, TEXTS[index], f"k{index}", 9.0 if polarity == "positive" else 0.0, split)
+            for concept, sides in LABELS.items()
+            for polarity, indices in zip(("positive", "negative"), sides) for index in indices]
+
+
+def _many_examples(n_texts: int = 40) -> list[Example]:
+    rng = random.Random(0)
+    words = "warm calm tense bright dark quiet loud gentle sharp soft rain sun".split()
+    texts = [f"note {i}: " + " ".join(rng.choice(words) for _ in range(rng.randint(2, 9))) + rng.choice(".!?;")
+             for i in range(n_texts)]
+    return [Example(concept, "positive" if (i + shift) % 3 == 0 else "negative", text, f"k{i}", 5.0, "train")
+            for shift, concept in enumerate(("joy", "fear", "calm")) for i, text in enumerate(texts) if (i + shift) % 3 != 2]
+
+
+class RowCounter:
+    """Counts the texts that reach decoder block 0 (a forward hook on the real module)."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.rows = 0
+        self.handle = loaded.layers[0].register_forward_hook(self._hook)
+
+    def _hook(self, _module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _output: object) -> None:
+        self.rows += int(inputs[0].shape[0])
+
+    def __enter__(self) -> RowCounter:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.handle.remove()
+
+
+def _reference_vectors(loaded: LoadedModel, layers: list[int]) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+    """diff-of-means from plain ``output_hidden_states`` of each unpadded text (no hooks, no batching)."""
+    last = []
+    for text in TEXTS:
+        with torch.no_grad():
+            hidden = loaded.model(**loaded.tokenizer(text, return_tensors="pt"), output_hidden_states=True).hidden_states
+        last.append(torch.stack([hidden[layer + 1][0, -1].double() for layer in layers]))
+    pooled = torch.stack(last)
+    vectors = {}
+    for position, layer in enumerate(layers):
+        rows = [pooled[pos, position].mean(0) - pooled[neg, position].mean(0)
+                for pos, neg in (LABELS[c] for c in sorted(LABELS))]
+        vectors[layer] = torch.nn.functional.normalize(torch.stack(rows), dim=1)
+    return vectors, pooled
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model_name", "layers"), [("gemma", [3, 9, 16]), ("smollm2", [5, 20, 28])])
+def test_train_vectors_equal_an_output_hidden_states_reference(model_name: str, layers: list[int],
+                                                               request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    loaded: LoadedModel = request.getfixturevalue(model_name)
+    artifact = train(loaded, _examples(), TrainOptions(target_layers=tuple(layers), batch_size=3))
+    reference, pooled = _reference_vectors(loaded, layers)
+    assert artifact.concepts == ("anger", "fear", "joy")
+    for position, layer in enumerate(layers):
+        cosine = torch.nn.functional.cosine_similarity(artifact.vectors[layer].double(), reference[layer], dim=1)
+        assert cosine.min() >= 0.999
+        projections = pooled[:, position] @ artifact.vectors[layer].double().T
+        torch.testing.assert_close(artifact.calibration.mean[layer].double(), projections.mean(0), rtol=1e-4, atol=1e-3)
+        torch.testing.assert_close(artifact.calibration.std[layer].double(), projections.std(0, correction=0),
+                                   rtol=1e-3, atol=1e-3)
+    save_artifact(artifact, tmp_path / "readout.safetensors")
+    with safe_open(str(tmp_path / "readout.safetensors"), framework="pt") as handle:
+        assert set(handle.keys()) == {f"layer_{layer}.vectors" for layer in layers}
+        for layer in layers:
+            assert handle.get_slice(f"layer_{layer}.vectors").get_shape() == [3, loaded.hidden_size]
+            assert handle.get_slice(f"layer_{layer}.vectors").get_dtype() == "F32"
+
+
+def test_train_example_order_changes_no_byte_and_batch_size_nothing_material(tiny_model: LoadedModel,
+                                                                             tmp_path: Path) -> None:
+    examples = _many_examples()
+    shuffled = examples[:]
+    random.Random(3).shuffle(shuffled)
+    options = TrainOptions(target_layers=(1, 3), batch_size=4)
+    save_artifact(train(tiny_model, examples, options), tmp_path / "a.safetensors")
+    save_artifact(train(tiny_model, shuffled, options), tmp_path / "b.safetensors")
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    one = train(tiny_model, examples, TrainOptions(target_layers=(1, 3), batch_size=1))
+    for layer in (1, 3):
+        torch.testing.assert_close(one.vectors[layer], train(tiny_model, examples, options).vectors[layer],
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_train_uses_only_the_train_split(tiny_model: LoadedModel) -> None:
+    options = TrainOptions(target_layers=(2,))
+    heldout = [Example("joy", "positive", "An unrelated heldout text about nothing at all", "h", 9.0, "heldout")]
+    plain, mixed = train(tiny_model, _examples(), options), train(tiny_model, _examples() + heldout, options)
+    assert torch.equal(plain.vectors[2], mixed.vectors[2])
+    assert mixed.provenance["training"]["counts"]["joy"] == {"positive": 3, "negative": 3}
+    assert mixed.provenance["training"]["n_unique_texts"] == len(TEXTS)
+
+
+def test_train_records_provenance(tiny_model: LoadedModel) -> None:
+    artifact = train(tiny_model, _examples(), TrainOptions(target_layers=(1,)))
+    assert artifact.provenance["model"] == {"id": tiny_model.model_id, "fingerprint": tiny_model.fingerprint,
+                                            "n_layers": 4}
+    training = artifact.provenance["training"]
+    assert training["data_sha256"] == data_sha256(list(reversed(_examples())))
+    assert (training["method"], training["pooling"], training["forward_dtype"]) == ("diff_of_means", "last", "float32")
+    assert training["counts"]["anger"] == {"positive": 1, "negative": 4}
+    assert artifact.dtype == "float32" and default_target_layers(18) == (7, 10, 12, 15)
+
+
+def test_train_rejects_out_of_range_layers_and_bad_options_before_any_forward(tiny_model: LoadedModel) -> None:
+    options = TrainOptions(target_layers=(1, 9), batch_size=0, method="pca", dtype="float16")  # type: ignore[arg-type]
+    with RowCounter(tiny_model) as counter, pytest.raises(TrainError) as caught:
+        train(tiny_model, _examples(), options)
+    message = str(caught.value)
+    assert "\n" not in message and "target layers [9] out of range: the model has 4 layers (0..3)" in message
+    assert "batch_size 0" in message and "method 'pca'" in message and "dtype float16" in message
+    assert counter.rows == 0
+
+
+def test_train_names_a_concept_without_negatives_before_any_forward(tiny_model: LoadedModel) -> None:
+    examples = [e for e in _examples() if not (e.emotion == "fear" and e.polarity == "negative")]
+    with RowCounter(tiny_model) as counter, pytest.raises(DirectionError, match=r"fear \(no negatives\)"):
+        train(tiny_model, examples, TrainOptions(target_layers=(1,)))
+    assert counter.rows == 0
+
+
+def test_train_refuses_a_text_that_is_both_positive_and_negative(tiny_model: LoadedModel) -> None:
+    clash = Example("joy", "negative", TEXTS[0], "k0", 0.0, "train")
+    with pytest.raises(TrainError, match="both positive and negative for joy"):
+        training_set(_examples() + [clash])
+
+
+def test_train_in_bfloat16_keeps_float32_vectors_close_to_the_float32_run(tiny_model_dir: Path,
+                                                                          tiny_model: LoadedModel) -> None:
+    half = load_model(str(tiny_model_dir), dtype="bf16")
+    examples = _many_examples()
+    bf16 = train(half, examples, TrainOptions(target_layers=(3,), dtype="bfloat16"))
+    fp32 = train(tiny_model, examples, TrainOptions(target_layers=(3,)))
+    assert bf16.vectors[3].dtype == torch.float32 and bf16.provenance["training"]["forward_dtype"] == "bfloat16"
+    assert torch.nn.functional.cosine_similarity(bf16.vectors[3], fp32.vectors[3], dim=1).min() > 0.98
+
+
+def test_train_resumes_from_an_interrupted_cache_to_a_byte_identical_artifact(tiny_model: LoadedModel,
+                                                                              tmp_path: Path) -> None:
+    """A run stopped after two batches leaves two cache chunks; the rerun forwards only the rest and writes the
+    same bytes as an uncached run. A third run, and one over fewer concepts, skip the model."""
+    examples, cache_dir = _many_examples(), tmp_path / "cache"
+    options = TrainOptions(target_layers=(1, 3), batch_size=4, cache_dir=cache_dir)
+    save_artifact(train(tiny_model, examples, TrainOptions(target_layers=(1, 3), batch_size=4)), tmp_path / "fresh.safetensors")
+    texts = training_set(examples).texts
+    stream = iter_pooled(tiny_model, texts, [1, 3], batch_size=4, cache=ActivationCache(cache_dir))
+    next(stream), next(stream)
+    stream.close()
+    (cache_dir / next(cache_dir.iterdir()).name / ".chunk-partial.safetensors.tmp").write_bytes(b"\x00" * 10)
+    with RowCounter(tiny_model) as counter:
+        save_artifact(train(tiny_model, examples, options), tmp_path / "resumed.safetensors")
+    assert counter.rows == len(texts) - 8
+    with RowCounter(tiny_model) as counter:
+        save_artifact(train(tiny_model, examples, options), tmp_path / "cached.safetensors")
+        train(tiny_model, [e for e in examples if e.emotion != "calm"], options)
+    assert counter.rows == 0
+    fresh = (tmp_path / "fresh.safetensors").read_bytes()
+    assert (tmp_path / "resumed.safetensors").read_bytes() == fresh == (tmp_path / "cached.safetensors").read_bytes()
+    assert (tmp_path / "resumed.json").read_bytes() == (tmp_path / "fresh.json").read_bytes()
