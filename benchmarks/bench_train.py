@@ -32,7 +32,7 @@ from amygdala.activations import batch_inputs, capture_residuals, encode_texts, 
 from amygdala.artifact import ReadoutArtifact
 from amygdala.examples import Example
 from amygdala.models import LoadedModel, load_model
-from amygdala.training import TrainOptions, train, training_set
+from amygdala.training import CAA_RECIPE, TrainOptions, train, training_set
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "amygdala" / "data" / "sample_graph.jsonl"
 TAG_LINE = re.compile(r"^\s*([A-Za-z][\w-]*:\d+(\.\d+)?\s*)+$")
@@ -136,7 +136,7 @@ def bare_forward(loaded: LoadedModel, texts: Sequence[str], layers: Sequence[int
 
 def train_run(loaded: LoadedModel, examples: list[Example], layers: Sequence[int],
               batch_size: int) -> Callable[[], ReadoutArtifact]:
-    return lambda: train(loaded, examples, TrainOptions(target_layers=tuple(layers), batch_size=batch_size))
+    return lambda: train(loaded, examples, TrainOptions(**CAA_RECIPE, target_layers=tuple(layers), batch_size=batch_size))
 
 
 def run_steering_vectors(loaded: LoadedModel, examples: list[Example], layers: Sequence[int],
@@ -182,7 +182,7 @@ def rss_child(factor: int, args: argparse.Namespace) -> None:
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux)
     except OSError:
         pass
-    train(loaded, examples, TrainOptions(target_layers=LAYERS, batch_size=args.batch_size))
+    train(loaded, examples, TrainOptions(**CAA_RECIPE, target_layers=LAYERS, batch_size=args.batch_size))
     print(json.dumps({"peak_rss_mb": peak_rss_mb(), "n_unique_texts": len(training_set(examples).texts)}))
 
 

@@ -146,3 +146,29 @@ def test_compute_directions_rejects_an_unknown_method_and_mean_centered_with_one
         compute_directions(_stats(pooled, positive, negative), "pca")
     with pytest.raises(DirectionError, match="at least two concepts"):
         compute_directions(_stats(pooled, positive, negative), "mean_centered")
+
+
+def test_lda_diagonal_equals_a_numpy_reference_and_ignores_a_huge_variance_dimension() -> None:
+    """LMs have a few residual dimensions with enormous variance: their noisy mean difference swamps
+    diff_of_means, while shrinking the covariance towards its diagonal scales them down. A constant
+    dimension (zero variance) must not make the solve singular."""
+    from amygdala.directions import LDA_DIAGONAL_SHRINKAGE
+
+    rng = np.random.default_rng(1)
+    scale = np.ones(HIDDEN)
+    scale[1], scale[2] = 300.0, 0.0
+    signal = np.zeros(HIDDEN)
+    signal[0] = 1.0
+    data = np.concatenate([rng.normal(size=(400, HIDDEN)) * scale + signal, rng.normal(size=(400, HIDDEN)) * scale])
+    labels = torch.tensor([[True]] * 400 + [[False]] * 400)
+    stats = ConceptStats.from_pooled(torch.tensor(data, dtype=torch.float32).unsqueeze(1), labels, ~labels, ["c"], [0])
+    data = torch.tensor(data, dtype=torch.float32).double().numpy()
+    covariance = np.cov(data, rowvar=False, bias=True)
+    alpha = LDA_DIAGONAL_SHRINKAGE
+    ridge = 1e-6 * np.trace(covariance) / HIDDEN * np.eye(HIDDEN)
+    shrunk = (1 - alpha) * covariance + alpha * np.diag(np.diag(covariance)) + ridge
+    reference = np.linalg.solve(shrunk, data[:400].mean(0) - data[400:].mean(0))
+    vector = compute_directions(stats, "lda_diagonal")[0][0]
+    assert _cosine(vector, torch.tensor(reference)) > 0.99999
+    dom_vector = compute_directions(stats, "diff_of_means")[0][0]
+    assert _cosine(vector, torch.tensor(signal)) > 0.9 > 0.5 > _cosine(dom_vector, torch.tensor(signal))

@@ -12,7 +12,7 @@ import torch
 
 from amygdala.examples import Example
 from amygdala.models import LoadedModel, load_model, resolve_model_path
-from amygdala.training import TrainOptions, train
+from amygdala.training import CAA_RECIPE, TrainOptions, train
 
 TEXTS = ["I am so happy today, the sun is shining on us", "This is terrible, I lost everything I had",
          "What a lovely surprise party you threw for me", "The meeting was moved to noon on Tuesday",
@@ -36,7 +36,7 @@ def test_train_on_a_model_split_across_cpu_and_disk_equals_the_whole_model(smoll
     assert split.fingerprint == smollm2.fingerprint
     examples = [Example("joy", "positive" if i in (0, 2, 4) else "negative", text, f"k{i}", 5.0, "train")
                 for i, text in enumerate(TEXTS)]
-    options = TrainOptions(target_layers=(4, 22), batch_size=3)
+    options = TrainOptions(**CAA_RECIPE, target_layers=(4, 22), batch_size=3)
     whole, offloaded = train(smollm2, examples, options), train(split, examples, options)
     for layer in (4, 22):
         torch.testing.assert_close(offloaded.vectors[layer], whole.vectors[layer], atol=1e-6, rtol=1e-5)

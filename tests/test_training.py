@@ -15,7 +15,7 @@ from amygdala.artifact import save_artifact
 from amygdala.directions import DirectionError
 from amygdala.examples import Example
 from amygdala.models import LoadedModel, load_model
-from amygdala.training import TrainError, TrainOptions, data_sha256, default_target_layers, train, training_set
+from amygdala.training import CAA_RECIPE, TrainError, TrainOptions, data_sha256, default_target_layers, train, training_set
 
 TEXTS = [
     "She laughed and hugged me at the station.",
@@ -87,7 +87,7 @@ def _reference_vectors(loaded: LoadedModel, layers: list[int]) -> tuple[dict[int
 def test_train_vectors_equal_an_output_hidden_states_reference(model_name: str, layers: list[int],
                                                                request: pytest.FixtureRequest, tmp_path: Path) -> None:
     loaded: LoadedModel = request.getfixturevalue(model_name)
-    artifact = train(loaded, _examples(), TrainOptions(target_layers=tuple(layers), batch_size=3))
+    artifact = train(loaded, _examples(), TrainOptions(**CAA_RECIPE, target_layers=tuple(layers), batch_size=3))
     reference, pooled = _reference_vectors(loaded, layers)
     assert artifact.concepts == ("anger", "fear", "joy")
     for position, layer in enumerate(layers):
@@ -110,19 +110,19 @@ def test_train_example_order_changes_no_byte_and_batch_size_nothing_material(tin
     examples = _many_examples()
     shuffled = examples[:]
     random.Random(3).shuffle(shuffled)
-    options = TrainOptions(target_layers=(1, 3), batch_size=4)
+    options = TrainOptions(**CAA_RECIPE, target_layers=(1, 3), batch_size=4)
     save_artifact(train(tiny_model, examples, options), tmp_path / "a.safetensors")
     save_artifact(train(tiny_model, shuffled, options), tmp_path / "b.safetensors")
     assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
-    one = train(tiny_model, examples, TrainOptions(target_layers=(1, 3), batch_size=1))
+    one = train(tiny_model, examples, TrainOptions(**CAA_RECIPE, target_layers=(1, 3), batch_size=1))
     for layer in (1, 3):
         torch.testing.assert_close(one.vectors[layer], train(tiny_model, examples, options).vectors[layer],
                                    rtol=1e-4, atol=1e-5)
 
 
 def test_train_uses_only_the_train_split(tiny_model: LoadedModel) -> None:
-    options = TrainOptions(target_layers=(2,))
+    options = TrainOptions(**CAA_RECIPE, target_layers=(2,))
     heldout = [Example("joy", "positive", "An unrelated heldout text about nothing at all", "h", 9.0, "heldout")]
     plain, mixed = train(tiny_model, _examples(), options), train(tiny_model, _examples() + heldout, options)
     assert torch.equal(plain.vectors[2], mixed.vectors[2])
@@ -131,7 +131,7 @@ def test_train_uses_only_the_train_split(tiny_model: LoadedModel) -> None:
 
 
 def test_train_records_provenance(tiny_model: LoadedModel) -> None:
-    artifact = train(tiny_model, _examples(), TrainOptions(target_layers=(1,)))
+    artifact = train(tiny_model, _examples(), TrainOptions(**CAA_RECIPE, target_layers=(1,)))
     assert artifact.provenance["model"] == {"id": tiny_model.model_id, "fingerprint": tiny_model.fingerprint,
                                             "n_layers": 4}
     training = artifact.provenance["training"]
@@ -154,7 +154,7 @@ def test_train_rejects_out_of_range_layers_and_bad_options_before_any_forward(ti
 def test_train_names_a_concept_without_negatives_before_any_forward(tiny_model: LoadedModel) -> None:
     examples = [e for e in _examples() if not (e.emotion == "fear" and e.polarity == "negative")]
     with RowCounter(tiny_model) as counter, pytest.raises(DirectionError, match=r"fear \(no negatives\)"):
-        train(tiny_model, examples, TrainOptions(target_layers=(1,)))
+        train(tiny_model, examples, TrainOptions(**CAA_RECIPE, target_layers=(1,)))
     assert counter.rows == 0
 
 
@@ -168,8 +168,8 @@ def test_train_in_bfloat16_keeps_float32_vectors_close_to_the_float32_run(tiny_m
                                                                           tiny_model: LoadedModel) -> None:
     half = load_model(str(tiny_model_dir), dtype="bf16")
     examples = _many_examples()
-    bf16 = train(half, examples, TrainOptions(target_layers=(3,), dtype="bfloat16"))
-    fp32 = train(tiny_model, examples, TrainOptions(target_layers=(3,)))
+    bf16 = train(half, examples, TrainOptions(**CAA_RECIPE, target_layers=(3,), dtype="bfloat16"))
+    fp32 = train(tiny_model, examples, TrainOptions(**CAA_RECIPE, target_layers=(3,)))
     assert bf16.vectors[3].dtype == torch.float32 and bf16.provenance["training"]["forward_dtype"] == "bfloat16"
     assert torch.nn.functional.cosine_similarity(bf16.vectors[3], fp32.vectors[3], dim=1).min() > 0.98
 
@@ -179,8 +179,8 @@ def test_train_resumes_from_an_interrupted_cache_to_a_byte_identical_artifact(ti
     """A run stopped after two batches leaves two cache chunks; the rerun forwards only the rest and writes the
     same bytes as an uncached run. A third run, and one over fewer concepts, skip the model."""
     examples, cache_dir = _many_examples(), tmp_path / "cache"
-    options = TrainOptions(target_layers=(1, 3), batch_size=4, cache_dir=cache_dir)
-    save_artifact(train(tiny_model, examples, TrainOptions(target_layers=(1, 3), batch_size=4)), tmp_path / "fresh.safetensors")
+    options = TrainOptions(**CAA_RECIPE, target_layers=(1, 3), batch_size=4, cache_dir=cache_dir)
+    save_artifact(train(tiny_model, examples, TrainOptions(**CAA_RECIPE, target_layers=(1, 3), batch_size=4)), tmp_path / "fresh.safetensors")
     texts = training_set(examples).texts
     stream = iter_pooled(tiny_model, texts, [1, 3], batch_size=4, cache=ActivationCache(cache_dir))
     next(stream), next(stream)

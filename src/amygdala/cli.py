@@ -203,6 +203,16 @@ def _parse_target_layers(value: str | None) -> list[int] | None:
                                  param_hint="--target-layers") from None
 
 
+def _parse_auto_layers(value: str | None) -> int | None:
+    """``"auto"`` -> 4, ``"auto:6"`` -> 6 (layers chosen by ``layer_selection``); anything else -> None."""
+    if value is None or not value.strip().startswith("auto"):
+        return None
+    count = value.strip().removeprefix("auto").removeprefix(":") or "4"
+    if not count.isdigit() or int(count) < 1:
+        raise typer.BadParameter(f"{value!r}: write auto or auto:K with K >= 1, e.g. auto:4", param_hint="--target-layers")
+    return int(count)
+
+
 def _train_summary(artifact: ReadoutArtifact, output: Path, manifest: Path, elh: Path | None, seconds: float) -> str:
     training = artifact.provenance["training"]
     counts = ", ".join(f"{concept} {c['positive']}/{c['negative']}" for concept, c in training["counts"].items())
@@ -218,14 +228,14 @@ def _train_summary(artifact: ReadoutArtifact, output: Path, manifest: Path, elh:
 def train_command(
     training_data_dir: Path = typer.Option(..., "--training-data-dir", help="Folder of <emotion>.jsonl examples."),
     model: str = typer.Option("default", "--model", help="'default' (embedded Gemma 3 270M), 'smollm2', an HF folder or a .gguf file."),
-    target_layers: Optional[str] = typer.Option(None, "--target-layers", help="Decoder blocks, e.g. 5,9,12,15 (layer_<idx> = output of block idx). Default: 4 layers over 40-90% of the depth."),
+    target_layers: Optional[str] = typer.Option(None, "--target-layers", help="Decoder blocks, e.g. 5,9,12,15 (layer_<idx> = output of block idx), or auto[:K]: the K (default 4) best by validation AUROC on the train split. Default: 4 layers over 40-90% of the depth."),
     output: Path = typer.Option(Path("readout.safetensors"), "--output", help="Vectors file; readout.json goes beside it."),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="Manifest path (default: <output>.json)."),
     dtype: str = typer.Option("float32", "--dtype", help="Forward precision: float32, bf16 or fp16 (statistics stay fp64)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Texts per forward pass."),
-    pooling: str = typer.Option("last", "--pooling", help="last (last non-pad token) or mean."),
-    skip_tokens: int = typer.Option(0, "--skip-tokens", help="With --pooling mean: skip each text's first K tokens (BOS counts)."),
-    method: str = typer.Option("diff_of_means", "--method", help="Direction method: diff_of_means, mean_centered or lda."),
+    pooling: str = typer.Option("mean", "--pooling", help="mean (non-pad tokens after --skip-tokens) or last (last non-pad token)."),
+    skip_tokens: Optional[int] = typer.Option(None, "--skip-tokens", help="With --pooling mean: skip each text's first K tokens (BOS counts as one). Default: 1 for mean, 0 for last."),
+    method: str = typer.Option("lda_diagonal", "--method", help="Direction method: diff_of_means, mean_centered, lda or lda_diagonal."),
     chat_template: bool = typer.Option(False, "--chat-template", help="Wrap texts in the model's chat template."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Keep pooled activations here; reruns skip the model and resume."),
     emotions: Optional[str] = typer.Option(None, "--emotions", help="Comma-separated emotions to train (default: all files)."),
@@ -241,7 +251,8 @@ def train_command(
     from amygdala.models import load_model
     from amygdala.training import TrainOptions, train
 
-    layers = _parse_target_layers(target_layers)
+    auto_k = _parse_auto_layers(target_layers)
+    layers = None if auto_k else _parse_target_layers(target_layers)
     if layout not in ("layers", "eLH"):
         raise typer.BadParameter(f"{layout!r} is not 'layers' or 'eLH'", param_hint="--format")
     names = [name.strip() for name in emotions.split(",") if name.strip()] if emotions else None
@@ -251,7 +262,21 @@ def train_command(
     options = TrainOptions(target_layers=tuple(layers) if layers else None, pooling=pooling, skip_tokens=skip_tokens,
                            method=method, batch_size=batch_size, chat_template=chat_template,
                            max_length=max_length, cache_dir=cache_dir, progress=not no_progress)
+    curve = None
+    if auto_k:
+        from dataclasses import replace
+
+        from rich.console import Console
+
+        from amygdala.layer_selection import select_layers
+        from amygdala.report import curve_table
+
+        curve = select_layers(loaded, examples, options, k=auto_k)
+        Console().print(curve_table(curve))
+        options = replace(options, target_layers=curve.chosen)
     artifact = train(loaded, examples, options)
+    if curve is not None:
+        artifact = replace(artifact, provenance={**artifact.provenance, "layer_selection": curve.to_json()})
     manifest_path = save_artifact(artifact, output, manifest_path=manifest, write_elh=layout == "eLH")
     elh = elh_path_for(output) if layout == "eLH" else None
     typer.echo(_train_summary(artifact, output, manifest_path, elh, time.perf_counter() - start))
@@ -463,7 +488,9 @@ def serve_command(
     from amygdala.models import load_model
     from amygdala.readout import check_options
     from amygdala.serve import Engine, ServeOptions, create_app, serve_forever
+    from amygdala.serve.run import check_address
 
+    check_address(host, port)  # before loading anything: a busy port is a one-line error, not uvicorn's log
     readout = _readout_options(False, steer, steer_layer)
     if readout.steer and vectors is None:
         raise typer.BadParameter("steering needs --vectors", param_hint="--steer")
@@ -513,7 +540,8 @@ def export_gguf_command(
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, mapping known errors to one line and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode, click returns the code of a raised typer.Exit instead of raising it.
+        code = app(args=argv, standalone_mode=False)
     except SystemExit as exc:
         return int(exc.code or 0)
     except KeyboardInterrupt:
@@ -532,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"amygdala: error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

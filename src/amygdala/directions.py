@@ -14,6 +14,10 @@ in ``DIRECTION_METHODS``:
   activations over all unique training texts (from the streamed second moments; one Σ shared by every concept)
   and the shrinkage ``λ = LDA_SHRINKAGE * trace(Σ) / hidden`` pulls Σ towards its average variance so the
   solve stays stable when texts are fewer than hidden dimensions.
+- ``lda_diagonal``: ``((1 - α)Σ + α·diag(Σ))^-1 (mean(positives) - mean(negatives))`` with
+  ``α = LDA_DIAGONAL_SHRINKAGE``: shrinks Σ towards its own diagonal, so every hidden dimension keeps its
+  variance and the few huge-variance residual dimensions of LMs stop dominating the direction. Best on the
+  bundled sample (benchmarks/study_methods.py: held-out AUROC 0.84 vs 0.71 for diff_of_means, mean pooling).
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ import torch
 
 from amygdala.artifact import Calibration
 
-MethodName = Literal["diff_of_means", "mean_centered", "lda"]
+MethodName = Literal["diff_of_means", "mean_centered", "lda", "lda_diagonal"]
 DirectionMethod = Callable[["ConceptStats", int], torch.Tensor]
 LDA_SHRINKAGE = 0.1
+LDA_DIAGONAL_SHRINKAGE = 0.9
 
 
 class DirectionError(ValueError):
@@ -166,10 +171,23 @@ def lda(stats: ConceptStats, layer: int) -> torch.Tensor:
     return _unit(torch.linalg.solve(regularised, difference.T).T, stats, layer)
 
 
+def lda_diagonal(stats: ConceptStats, layer: int, alpha: float = LDA_DIAGONAL_SHRINKAGE) -> torch.Tensor:
+    """LDA shrunk towards the diagonal: ``((1-α)Σ + α·diag Σ)^-1 (mean(pos) - mean(neg))``, unit rows; a
+    ``1e-6·tr(Σ)/H`` ridge keeps constant dimensions solvable."""
+    difference = stats.positive_mean(layer) - stats.negative_mean(layer)
+    covariance = stats.covariance(layer)
+    hidden = covariance.shape[0]
+    ridge = 1e-6 * torch.trace(covariance) / hidden
+    shrunk = ((1 - alpha) * covariance + alpha * torch.diag(torch.diagonal(covariance))
+              + ridge * torch.eye(hidden, dtype=covariance.dtype))
+    return _unit(torch.linalg.solve(shrunk, difference.T).T, stats, layer)
+
+
 DIRECTION_METHODS: dict[str, DirectionMethod] = {
     "diff_of_means": diff_of_means,
     "mean_centered": mean_centered,
     "lda": lda,
+    "lda_diagonal": lda_diagonal,
 }
 
 

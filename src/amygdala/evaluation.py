@@ -1,0 +1,326 @@
+"""Held-out evaluation of a readout artifact: separation, N-way ranking, cross-talk and stability.
+
+Everything is measured on pooled activations, pooled as the artifact was trained (``EvalOptions.from_artifact``
+reads pooling, skip_tokens, chat_template, max_length and method from the manifest provenance):
+
+- **separation**, per concept and layer, on the ``heldout`` split: the AUROC of the raw projection ``x·v`` of
+  the concept's positive texts against its negative texts (``sklearn.metrics.roc_auc_score``; 0.5 is chance),
+  and Cohen's d (difference of the means over the pooled standard deviation, n-1 degrees of freedom). The
+  baseline is the same two figures for a seeded random unit direction per concept and layer.
+- **ranking** (N-way): every held-out (text, concept) positive pair scores the text against every concept with
+  the calibrated z-score ``(x·v - mean) / std`` (mean and std of each concept's projection over the training
+  texts, from the manifest), so concepts with different projection scales are comparable; per layer, and as the
+  mean z over the artifact's layers (``layer=None``). The rank is *filtered*: other concepts the text is also a
+  positive for do not count against it. Top-1 / top-3 are the shares of rank <= 1 / <= 3; the confusion matrix
+  counts (true concept, best-scoring allowed concept).
+- **cross-talk**, per layer: the cosine between concept vectors, beside the phi coefficient of the positive labels
+  per node (both splits); pairs above ``cosine_flag`` are flagged, and so is a concept whose vector the other
+  concepts' vectors explain with ridge R² >= ``explained_flag`` (``sklearn.linear_model.Ridge``, no intercept,
+  hidden dimensions as samples; R² = 1 - |v - fit|² / |v|²).
+- **stability**, per concept and layer: the cosine between vectors trained with the artifact's method on two
+  disjoint halves of the ``train`` split (split by node key, seeded).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.linear_model import Ridge
+from sklearn.metrics import roc_auc_score
+
+from amygdala.activation_cache import ActivationCache
+from amygdala.activations import Pooling, pool_texts
+from amygdala.artifact import Calibration, ReadoutArtifact, check_fits_model
+from amygdala.directions import DIRECTION_METHODS
+from amygdala.examples import Example
+from amygdala.models import LoadedModel
+from amygdala.readout import ReadoutOptions, TextReadout, read_text
+from amygdala.splits import LabelledTexts, fit_directions, key_folds, labelled_texts
+logger = logging.getLogger(__name__)
+
+
+class EvalError(ValueError):
+    """Evaluation inputs that cannot be measured: names every problem."""
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How to evaluate; pooling fields must match training (``from_artifact`` takes them from the manifest)."""
+
+    pooling: Pooling = "last"
+    """Pooling of each text's residuals, as in training (``last`` or ``mean``)."""
+    skip_tokens: int = 0
+    """With ``mean`` pooling, the leading tokens left out, as in training."""
+    chat_template: bool = False
+    """Wrap texts in the chat template, as in training."""
+    max_length: int | None = None
+    """Keep each text's first N tokens, as in training."""
+    method: str = "diff_of_means"
+    """Direction method for the stability halves, as in training (a key of ``DIRECTION_METHODS``)."""
+    batch_size: int = 8
+    """Texts per forward pass."""
+    seed: int = 0
+    """Seeds the random baseline directions and the stability halves."""
+    cosine_flag: float = 0.8
+    """Flag concept pairs whose vectors have a cosine above this."""
+    explained_flag: float = 0.9
+    """Flag concepts whose vector the others explain with ridge R² at least this."""
+    ridge_alpha: float = 0.01
+    """Ridge penalty for the explained-by-others fit (vectors are unit length)."""
+    cache_dir: Path | None = None
+    """Reuse pooled activations stored here (the same cache ``train --cache-dir`` writes)."""
+    progress: bool = False
+    """Show a progress bar while pooling."""
+
+    @classmethod
+    def from_artifact(cls, artifact: ReadoutArtifact, **overrides: Any) -> EvalOptions:
+        """Options matching how ``artifact`` was trained (its provenance), then ``overrides`` (None = keep)."""
+        trained = artifact.provenance.get("training", {})
+        names = ("pooling", "skip_tokens", "chat_template", "max_length", "method")
+        options = cls(**{name: trained[name] for name in names if name in trained})
+        return replace(options, **{name: value for name, value in overrides.items() if value is not None})
+
+
+def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """Area under the ROC curve of scores, positives against negatives; NaN when either side is empty."""
+    if len(positive) == 0 or len(negative) == 0:
+        return math.nan
+    labels = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
+    return float(roc_auc_score(labels, np.r_[positive, negative]))
+
+
+def cohens_d(positive: np.ndarray, negative: np.ndarray) -> float:
+    """``(mean(pos) - mean(neg)) / pooled std`` (n-1 dof); NaN with fewer than 3 scores or no spread."""
+    n1, n2 = len(positive), len(negative)
+    if n1 == 0 or n2 == 0 or n1 + n2 < 3:
+        return math.nan
+    spread = ((n1 - 1) * np.var(positive, ddof=1 if n1 > 1 else 0)
+              + (n2 - 1) * np.var(negative, ddof=1 if n2 > 1 else 0)) / (n1 + n2 - 2)
+    return float((np.mean(positive) - np.mean(negative)) / math.sqrt(spread)) if spread > 0 else math.nan
+
+
+def separation(scores: torch.Tensor, data: LabelledTexts) -> tuple[list[float], list[float]]:
+    """Per concept, AUROC and Cohen's d of ``scores [n_texts, n_concepts]``, positives against negatives."""
+    values = scores.double().numpy()
+    pairs = [(values[data.positive[:, c].numpy(), c], values[data.negative[:, c].numpy(), c])
+             for c in range(values.shape[1])]
+    return [auroc(p, n) for p, n in pairs], [cohens_d(p, n) for p, n in pairs]
+
+
+def random_unit_directions(n_layers: int, n_concepts: int, hidden: int, seed: int) -> torch.Tensor:
+    """Seeded random unit vectors ``[n_layers, n_concepts, hidden]`` (the chance baseline)."""
+    draws = torch.randn((n_layers, n_concepts, hidden), generator=torch.Generator().manual_seed(seed))
+    return draws / draws.norm(dim=-1, keepdim=True)
+
+
+def filtered_ranks(z: torch.Tensor, data: LabelledTexts) -> tuple[list[int], list[int], list[int]]:
+    """For each positive (text, concept): (true concept, its filtered rank from 1, best-scoring allowed concept)."""
+    truths, ranks, picks = [], [], []
+    for row, concept in data.positive.nonzero().tolist():
+        allowed = ~data.positive[row]
+        allowed[concept] = True
+        scores = torch.where(allowed, z[row], -math.inf)
+        truths.append(concept)
+        ranks.append(1 + int((scores > scores[concept]).sum()))
+        picks.append(int(scores.argmax()))
+    return truths, ranks, picks
+
+
+def cosine_matrix(vectors: torch.Tensor) -> torch.Tensor:
+    """Cosines between the rows of ``vectors [n_concepts, hidden]``."""
+    unit = vectors.double() / vectors.double().norm(dim=1, keepdim=True)
+    return unit @ unit.T
+
+
+def phi_matrix(labels: torch.Tensor) -> torch.Tensor:
+    """Phi coefficient (Pearson correlation of 0/1 labels) between the columns of ``labels [n, C]``; NaN where
+    a column is constant."""
+    x = labels.double()
+    centred = x - x.mean(dim=0)
+    spread = centred.norm(dim=0)
+    return (centred.T @ centred) / torch.outer(spread, spread)
+
+
+def explained_by_others(vectors: torch.Tensor, alpha: float) -> list[float]:
+    """Per concept, the ridge R² of its vector regressed on the other concepts' vectors (hidden dims as samples)."""
+    matrix = vectors.double().numpy()
+    explained = []
+    for c in range(matrix.shape[0]):
+        others = np.delete(matrix, c, axis=0).T
+        if others.shape[1] == 0:
+            explained.append(0.0)
+            continue
+        fit = Ridge(alpha=alpha, fit_intercept=False).fit(others, matrix[c])
+        residual = matrix[c] - fit.predict(others)
+        explained.append(float(1 - residual @ residual / (matrix[c] @ matrix[c])))
+    return explained
+
+
+@dataclass(frozen=True)
+class ConceptLayerScore:
+    """One concept at one layer: held-out separation, its random baseline, and stability (NaN: not measurable)."""
+
+    concept: str
+    layer: int
+    auroc: float
+    cohens_d: float
+    random_auroc: float
+    random_cohens_d: float
+    stability: float
+    n_positive: int
+    n_negative: int
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """N-way ranking of held-out positives at one layer (``None``: mean z over the artifact's layers)."""
+
+    layer: int | None
+    top1: float
+    top3: float
+    mean_rank: float
+    n_pairs: int
+    confusion: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class CrossTalk:
+    """One layer's cosine matrix, ridge R² per concept, and the flagged pairs and concepts."""
+
+    layer: int
+    cosine: tuple[tuple[float, ...], ...]
+    explained: tuple[float, ...]
+    close_pairs: tuple[tuple[str, str, float], ...]
+    explained_concepts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Every figure ``evaluate`` measured; ``readouts`` are per-token readouts (z-scores when the artifact is
+    calibrated) of the extra texts, named by ``readout_labels``."""
+
+    model_id: str
+    concepts: tuple[str, ...]
+    layers: tuple[int, ...]
+    options: EvalOptions
+    scores: tuple[ConceptLayerScore, ...]
+    rankings: tuple[Ranking, ...]
+    phi: tuple[tuple[float, ...], ...]
+    crosstalk: tuple[CrossTalk, ...]
+    n_heldout_texts: int
+    n_train_texts: int
+    readouts: tuple[TextReadout, ...] = field(default=())
+    readout_labels: tuple[str, ...] = field(default=())
+    readouts_zscored: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        """Mean and min held-out AUROC over every (concept, layer) of the artifact, the random baseline's mean,
+        top-1/top-3 of the mean-z ranking, and the mean stability (NaNs left out)."""
+        measured = [s for s in self.scores if not math.isnan(s.auroc)]
+        worst = min(measured, key=lambda s: s.auroc, default=None)
+        combined = next(r for r in self.rankings if r.layer is None)
+        return {"mean_auroc": _nanmean([s.auroc for s in self.scores]),
+                "min_auroc": worst.auroc if worst else math.nan,
+                "min_auroc_at": [worst.concept, worst.layer] if worst else None,
+                "random_mean_auroc": _nanmean([s.random_auroc for s in self.scores]),
+                "mean_cohens_d": _nanmean([s.cohens_d for s in self.scores]),
+                "top1": combined.top1, "top3": combined.top3,
+                "mean_stability": _nanmean([s.stability for s in self.scores]),
+                "layers": list(self.layers), "n_concepts": len(self.concepts),
+                "n_heldout_texts": self.n_heldout_texts, "n_unmeasured": len(self.scores) - len(measured)}
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else math.nan
+
+
+def _check_inputs(artifact: ReadoutArtifact, heldout: LabelledTexts, train: LabelledTexts,
+                  options: EvalOptions) -> None:
+    problems = []
+    counts = heldout.positive.sum(dim=0) + train.positive.sum(dim=0)
+    if missing := [concept for concept, count in zip(artifact.concepts, counts.tolist()) if count == 0]:
+        problems.append(f"no examples for concept(s) {', '.join(missing)}: point --training-data-dir at the "
+                        "examples the artifact was trained on")
+    if not heldout.texts:
+        problems.append("no examples in the heldout split: extract with --heldout-fraction > 0")
+    if options.method not in DIRECTION_METHODS:
+        problems.append(f"method {options.method!r} is not one of {', '.join(DIRECTION_METHODS)}")
+    if problems:
+        raise EvalError("evaluation inputs: " + "; ".join(problems))
+
+
+def _ranking(z: torch.Tensor, data: LabelledTexts, layer: int | None) -> Ranking:
+    truths, ranks, picks = filtered_ranks(z, data)
+    n_concepts = z.shape[1]
+    confusion = [[0] * n_concepts for _ in range(n_concepts)]
+    for truth, pick in zip(truths, picks):
+        confusion[truth][pick] += 1
+    share = (lambda k: sum(r <= k for r in ranks) / len(ranks)) if ranks else (lambda k: math.nan)
+    return Ranking(layer, share(1), share(3), _nanmean([float(r) for r in ranks]), len(ranks),
+                   tuple(tuple(row) for row in confusion))
+
+
+def _crosstalk(vectors: torch.Tensor, layer: int, concepts: Sequence[str], options: EvalOptions) -> CrossTalk:
+    cosine = cosine_matrix(vectors)
+    explained = explained_by_others(vectors, options.ridge_alpha)
+    pairs = tuple((concepts[i], concepts[j], float(cosine[i, j])) for i in range(len(concepts))
+                  for j in range(i + 1, len(concepts)) if cosine[i, j] > options.cosine_flag)
+    flagged = tuple(c for c, r2 in zip(concepts, explained) if r2 >= options.explained_flag)
+    return CrossTalk(layer, tuple(tuple(row) for row in cosine.tolist()), tuple(explained), pairs, flagged)
+
+
+def _calibration(artifact: ReadoutArtifact, train_raw: torch.Tensor) -> Calibration:
+    """The manifest's calibration, else the mean and std of the projections over the train texts."""
+    if artifact.calibration is not None:
+        return artifact.calibration
+    return Calibration({layer: train_raw[:, i].mean(dim=0) for i, layer in enumerate(artifact.layers)},
+                       {layer: train_raw[:, i].std(dim=0, correction=0) for i, layer in enumerate(artifact.layers)})
+
+
+def evaluate(loaded: LoadedModel, artifact: ReadoutArtifact, examples: Sequence[Example],
+             options: EvalOptions = EvalOptions(), texts: Sequence[tuple[str, str]] = ()) -> Evaluation:
+    """Measure ``artifact`` on the held-out split of ``examples`` (see the module docstring for each figure);
+    ``texts`` are ``(label, text)`` pairs read out token by token, for eyeballing generalisation."""
+    check_fits_model(artifact, n_layers=loaded.n_layers, hidden_size=loaded.hidden_size, model_id=loaded.model_id)
+    if artifact.provenance.get("model", {}).get("fingerprint", loaded.fingerprint) != loaded.fingerprint:
+        logger.warning("evaluating on %s, not the model the vectors were trained on", loaded.model_id)
+    concepts, layers = artifact.concepts, artifact.layers
+    heldout, train = (labelled_texts(examples, concepts, split) for split in ("heldout", "train"))
+    _check_inputs(artifact, heldout, train, options)
+    pooled = pool_texts(loaded, heldout.texts + train.texts, layers, pooling=options.pooling,
+                        skip_tokens=options.skip_tokens, chat_template=options.chat_template,
+                        max_length=options.max_length, batch_size=options.batch_size, progress=options.progress,
+                        cache=ActivationCache(options.cache_dir) if options.cache_dir else None)
+    held, fit = pooled[:len(heldout.texts)], pooled[len(heldout.texts):]
+    vectors = artifact.stacked()
+    raw = torch.einsum("nlh,lch->nlc", held, vectors)
+    baseline = torch.einsum("nlh,lch->nlc", held,
+                            random_unit_directions(len(layers), len(concepts), loaded.hidden_size, options.seed))
+    calibration = _calibration(artifact, torch.einsum("nlh,lch->nlc", fit, vectors))
+    z = (raw - torch.stack([calibration.mean[l] for l in layers])) / torch.stack([calibration.std[l] for l in layers])
+    halves = key_folds(train.keys, 2, options.seed)
+    a, b = (fit_directions(fit[rows], train.subset(rows), concepts, layers, options.method) for rows in halves)
+    scores = []
+    for i, layer in enumerate(layers):
+        (aurocs, ds), (rand_aurocs, rand_ds) = separation(raw[:, i], heldout), separation(baseline[:, i], heldout)
+        stability = (a[layer] * b[layer]).sum(dim=1).tolist()
+        scores += [ConceptLayerScore(concept, layer, aurocs[c], ds[c], rand_aurocs[c], rand_ds[c], stability[c],
+                                     int(heldout.positive[:, c].sum()), int(heldout.negative[:, c].sum()))
+                   for c, concept in enumerate(concepts)]
+    rankings = [_ranking(z[:, i], heldout, layer) for i, layer in enumerate(layers)]
+    phi = phi_matrix(labelled_texts(examples, concepts, None).positive)
+    readouts = [read_text(loaded, artifact, text, ReadoutOptions(zscore=artifact.calibration is not None))
+                for _, text in texts]
+    return Evaluation(loaded.model_id, concepts, layers, options, tuple(sorted(scores, key=lambda s: s.concept)),
+                      (*rankings, _ranking(z.mean(dim=1), heldout, None)), tuple(tuple(r) for r in phi.tolist()),
+                      tuple(_crosstalk(vectors[i], layer, concepts, options) for i, layer in enumerate(layers)),
+                      len(heldout.texts), len(train.texts), tuple(readouts), tuple(label for label, _ in texts),
+                      artifact.calibration is not None)
