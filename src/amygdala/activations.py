@@ -29,7 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from amygdala.activation_cache import ActivationCache, CacheKey, text_sha256
-from amygdala.models import LoadedModel, decoder_layers
+from amygdala.models import LoadedModel, check_context_length, decoder_layers
 
 ResidualCallback = Callable[[int, torch.Tensor], None]
 
@@ -268,6 +268,7 @@ def iter_pooled(
         raise ValueError("; ".join(problems))
     layers = check_layers(list(layers), loaded.n_layers)
     token_ids = encode_texts(loaded.tokenizer, texts, chat_template=chat_template, max_length=max_length)
+    check_context_length(loaded, token_ids, texts, f"shorten them or pass --max-length {loaded.context_length}")
     check_pooled_tokens(loaded.tokenizer, token_ids, pooling)
     order = sorted(range(len(texts)), key=lambda index: (len(token_ids[index]), texts[index]))
     key = CacheKey(loaded.fingerprint, tuple(layers), pooling, skip_tokens, chat_template, loaded.dtype, max_length)

@@ -137,7 +137,7 @@ def _read_manifest(manifest_path: Path) -> dict[str, Any]:
         raise ArtifactError(f"manifest {manifest_path} does not exist: pass --manifest or put readout.json beside the vectors")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ArtifactError(f"manifest {manifest_path} is not valid JSON ({exc})") from None
     if not isinstance(manifest, dict):
         raise ArtifactError(f"manifest {manifest_path} must hold a JSON object")

@@ -249,6 +249,7 @@ def train_command(
     from amygdala.artifact import elh_path_for, save_artifact
     from amygdala.examples import read_examples
     from amygdala.models import load_model
+    from amygdala.outputs import check_output_path
     from amygdala.training import TrainOptions, train
 
     auto_k = _parse_auto_layers(target_layers)
@@ -257,6 +258,8 @@ def train_command(
         raise typer.BadParameter(f"{layout!r} is not 'layers' or 'eLH'", param_hint="--format")
     names = [name.strip() for name in emotions.split(",") if name.strip()] if emotions else None
     examples = read_examples(training_data_dir, names)
+    for path in (output, manifest or output):  # before the model loads: no folder can be made under a file
+        check_output_path(path)
     start = time.perf_counter()
     loaded = load_model(model, dtype=dtype)
     options = TrainOptions(target_layers=tuple(layers) if layers else None, pooling=pooling, skip_tokens=skip_tokens,

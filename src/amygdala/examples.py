@@ -64,6 +64,8 @@ def _parse_example(raw: str, where: str) -> Example:
         row = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ExamplesError(f"{where}: invalid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise ExamplesError(f"{where}: invalid JSON (nested too deeply)") from None
     if not isinstance(row, dict):
         raise ExamplesError(f"{where}: expected a JSON object")
     missing = [name for name in _FIELDS if name not in row]
@@ -73,17 +75,21 @@ def _parse_example(raw: str, where: str) -> Example:
         raise ExamplesError(f"{where}: polarity {row['polarity']!r} must be 'positive' or 'negative'")
     if row["split"] not in ("train", "heldout"):
         raise ExamplesError(f"{where}: split {row['split']!r} must be 'train' or 'heldout'")
-    return Example(str(row["emotion"]), row["polarity"], str(row["text"]), str(row["key"]),
-                   float(row["score"]), row["split"])
+    score = row["score"]
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+        raise ExamplesError(f"{where}: score {json.dumps(score)[:40]} must be a finite number")
+    return Example(str(row["emotion"]), row["polarity"], str(row["text"]), str(row["key"]), float(score), row["split"])
 
 
 def read_examples_file(path: Path) -> list[Example]:
     """Read one ``<emotion>.jsonl`` file, reporting the line number of any bad row."""
-    examples = []
-    with path.open(encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if raw.strip():
-                examples.append(_parse_example(raw, f"{path}:{number}"))
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as exc:
+        raise ExamplesError(f"{path} is not UTF-8 text (byte {exc.start}): rerun `amygdala extract`") from None
+    examples = [_parse_example(raw, f"{path}:{number}") for number, raw in enumerate(lines, start=1) if raw.strip()]
+    if not examples:
+        raise ExamplesError(f"{path} holds no examples: rerun `amygdala extract`, or remove the file")
     return examples
 
 

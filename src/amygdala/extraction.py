@@ -20,6 +20,7 @@ from pathlib import Path
 from amygdala.emotions import mention_pattern, normalize_name
 from amygdala.examples import (POLARITIES, SPLITS, Example, ExamplesError, ExtractOptions, Polarity, ScoredGraph,
                                ScoredNode, SkippedNode, seeded_fraction, score_graph)
+from amygdala.outputs import OutputError, check_output_path
 from amygdala.sources import MemoryNode
 
 MANIFEST = "extract.json"
@@ -201,6 +202,7 @@ def check_output_dir(output_dir: Path, force: bool, names: tuple[str, ...] = ())
     """Refuse a file, a non-empty dir (unless ``force``), or a dir holding a directory where a file must go."""
     if output_dir.exists() and not output_dir.is_dir():
         raise ExamplesError(f"output dir {output_dir} is a file: give a new or empty directory")
+    check_output_path(output_dir)
     present = sorted(entry.name for entry in output_dir.iterdir()) if output_dir.is_dir() else []
     if present and not force:
         shown = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
@@ -224,12 +226,14 @@ def write_files_atomically(output_dir: Path, files: Mapping[str, bytes], force: 
     """Write ``files`` into ``output_dir`` through a staging dir beside it. A new (or empty) dir appears with one
     rename; with ``force`` into a non-empty dir, each file is replaced by a rename, ``extract.json`` last."""
     check_output_dir(output_dir, force, tuple(files))
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = output_dir.parent / f".{output_dir.name}.staging-{secrets.token_hex(6)}"
-    staging.mkdir()
     try:
-        for name, data in files.items():
-            (staging / name).write_bytes(data)
+        try:
+            staging.mkdir(parents=True)
+            for name, data in files.items():
+                (staging / name).write_bytes(data)
+        except OSError as exc:
+            raise OutputError(f"cannot write {output_dir}: {exc.strerror or exc}") from exc
         if not output_dir.exists() or not any(output_dir.iterdir()):
             os.replace(staging, output_dir)  # one rename: the whole dir appears at once
             return

@@ -13,7 +13,10 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -65,6 +68,28 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def context_length(self) -> int | None:
+        """Most positions the model was built for (``max_position_embeddings``), if its config says."""
+        value = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+        return int(value) if isinstance(value, int) and value > 0 else None
+
+
+class ContextLengthError(ValueError):
+    """A text has more tokens than the model has positions: a forward over it would be garbage, or run out of
+    memory (a huge memory node)."""
+
+
+def check_context_length(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], texts: Sequence[str],
+                         fix: str) -> None:
+    """Refuse, before any forward, texts longer than ``loaded.context_length``; ``fix`` ends the message."""
+    limit = loaded.context_length
+    too_long = [index for index, ids in enumerate(token_ids) if limit is not None and len(ids) > limit]
+    if too_long:
+        longest = max(too_long, key=lambda index: len(token_ids[index]))
+        raise ContextLengthError(f"{len(too_long)} text(s) have more tokens than the model's context of {limit} "
+                                 f"(the longest, {texts[longest][:40]!r}..., has {len(token_ids[longest])}): {fix}")
 
 
 def canonical_dtype(name: str) -> DtypeName:
@@ -197,6 +222,21 @@ def model_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
+@contextmanager
+def _loading_bars_only_on_a_terminal() -> Iterator[None]:
+    """transformers draws a "Loading weights" bar on stderr even into a pipe or a log; keep it for terminals."""
+    from transformers.utils import logging as hf_logging
+
+    if sys.stderr.isatty() or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
+
+
 def load_model(
     spec: str = DEFAULT_MODEL,
     *,
@@ -211,14 +251,15 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dtype_name = canonical_dtype(dtype)
-    folder, model_id = resolve_model_path(spec)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     kwargs: dict[str, object] = {"dtype": _TORCH_DTYPES[dtype_name]}
     if device_map is not None:
         kwargs["device_map"] = device_map
-    model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
+    with _loading_bars_only_on_a_terminal():
+        folder, model_id = resolve_model_path(spec)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
     if device_map is None:
         model = model.to(device)
     model.eval()

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from amygdala.activations import capture_residuals, encode_texts, residual_from_output, truncated_forward
 from amygdala.artifact import ReadoutArtifact, check_fits_model
-from amygdala.models import LoadedModel
+from amygdala.models import LoadedModel, check_context_length
 
 logger = logging.getLogger(__name__)
 Pooling = Literal["last", "mean"]
@@ -245,6 +245,7 @@ def read_text(loaded: LoadedModel, artifact: ReadoutArtifact, text: str, options
     ids = encode_texts(loaded.tokenizer, [text], chat_template=chat_template, max_length=max_length)[0]
     if not ids:
         raise ReadoutError(f"text {text[:40]!r} has no tokens: drop empty texts")
+    check_context_length(loaded, [ids], [text], "shorten it, or train with --max-length (readout then cuts there)")
     tokenizer: Any = loaded.tokenizer
     tokens = tuple(tokenizer.decode([token]) for token in ids)
     return TextReadout(tuple(ids), tokens, read_ids(loaded, artifact, ids, options))

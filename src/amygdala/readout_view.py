@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,10 +38,18 @@ class InputText:
     text: str
 
 
+def _decoded(lines: Iterable[str], source: str) -> Iterator[str]:
+    """``lines`` as they come; a file that is not UTF-8 becomes one ``ReadoutInputError`` naming it."""
+    try:
+        yield from lines
+    except UnicodeDecodeError:
+        raise ReadoutInputError(f"{source} is not UTF-8 text: save it as UTF-8") from None
+
+
 def parse_input_lines(lines: Iterable[str], source: str) -> list[InputText]:
     """Each non-blank line is a JSON object ``{"id"?, "text"}`` or, if it is not one, plain text."""
     items, problems = [], []
-    for number, raw in enumerate(lines, start=1):
+    for number, raw in enumerate(_decoded(lines, source), start=1):
         line = raw.rstrip("\r\n")
         if not line.strip():
             continue
@@ -49,7 +57,7 @@ def parse_input_lines(lines: Iterable[str], source: str) -> list[InputText]:
         if line.lstrip().startswith("{"):
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 row = None
         if not isinstance(row, dict):
             items.append(InputText(number, line))

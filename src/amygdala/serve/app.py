@@ -17,10 +17,11 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from amygdala.generation import GenerationStep
 from amygdala.serve.engine import Emit, Engine, GenerationJob, ServeOptions
@@ -41,6 +42,7 @@ def create_app(engine: Engine, options: ServeOptions) -> FastAPI:
         engine.close()
 
     app = FastAPI(title="amygdala", lifespan=lifespan)
+    app.add_middleware(_BodyLimit, limit=options.request_byte_limit())
     app.add_exception_handler(APIError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -60,6 +62,34 @@ def create_app(engine: Engine, options: ServeOptions) -> FastAPI:
     return app
 
 
+class _BodyLimit:
+    """Refuse a request body over ``limit`` bytes with a 413, by its Content-Length or as it streams in."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    def _error(self, size: str) -> APIError:
+        return APIError(413, f"the request body has {size} bytes; this server accepts at most {self.limit}",
+                        code="request_too_large")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if scope["type"] == "http" and declared.isdigit() and int(declared) > self.limit:
+            error = self._error(declared.decode())
+            return await JSONResponse(error.body(), status_code=error.status)(scope, receive, send)
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:  # FastAPI re-raises an HTTPException met while reading the body
+                raise HTTPException(413, self._error(f"over {self.limit}").message)
+            return message
+
+        await self.app(scope, counted if scope["type"] == "http" else receive, send)
+
+
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, APIError)
     return JSONResponse(exc.body(), status_code=exc.status)
@@ -69,7 +99,9 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     """Unknown routes and methods answer in the OpenAI error shape too."""
     assert isinstance(exc, StarletteHTTPException)
     kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-    return JSONResponse(APIError(exc.status_code, str(exc.detail), kind=kind).body(), status_code=exc.status_code)
+    code = "request_too_large" if exc.status_code == 413 else None
+    return JSONResponse(APIError(exc.status_code, str(exc.detail), kind=kind, code=code).body(),
+                        status_code=exc.status_code)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

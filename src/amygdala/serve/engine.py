@@ -41,10 +41,20 @@ class ServeOptions:
     default_max_tokens: int = 16
     #: Most choices per request (``n`` times the number of prompts).
     max_choices: int = 4
+    #: Largest request body in bytes, refused with a 413 before it is parsed or tokenised, so an oversized prompt
+    #: cannot stall the server; None: 64 bytes per allowed prompt token, at least 1 MiB.
+    max_request_bytes: int | None = None
     #: Server-wide steering (concept -> alpha); a request's ``steer`` overrides it per concept.
     steer: Mapping[str, float] = field(default_factory=dict)
     #: Layers that steer by default; None steers at every hooked layer.
     steer_layers: tuple[int, ...] | None = None
+
+
+    def request_byte_limit(self) -> int:
+        """``max_request_bytes``, or its default for ``max_prompt_tokens``."""
+        if self.max_request_bytes is not None:
+            return self.max_request_bytes
+        return max(1 << 20, 64 * self.max_prompt_tokens)
 
 
 @dataclass(frozen=True)

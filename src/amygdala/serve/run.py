@@ -21,11 +21,29 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+class ServeAddressError(ValueError):
+    """The server cannot listen where asked (not a port, address in use, unknown host): names host and port."""
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuse, before a model is loaded, an address the server could not bind."""
+    if not 0 < port < 65536:
+        raise ServeAddressError(f"--port {port} is not a TCP port: choose one within 1-65535")
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise ServeAddressError(f"cannot serve on {host}:{port}: {exc.strerror or exc}; choose another --host or "
+                                f"--port, or stop the process using it") from None
+
+
 def serve_forever(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000, open_access: bool = False,
                   log_level: str = "info") -> None:
     """Serve until interrupted. ``open_access`` (no API key) on a non-loopback host is logged as a warning."""
     import uvicorn
 
+    check_address(host, port)
     if open_access and not _is_loopback(host):
         logger.warning("serving on %s without an API key: anyone who can reach it can use the model", host)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

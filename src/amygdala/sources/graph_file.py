@@ -64,6 +64,12 @@ def _parse_line(raw: str) -> MemoryNode | None:
         row = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise ValueError("invalid JSON (nested too deeply)") from None
+    try:  # a lone surrogate escape like "\ud800" is valid JSON but no text: nothing downstream could write it
+        json.dumps(row, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"escape {exc.object[exc.start:exc.end]!r} is a lone surrogate, not a character") from None
     return _row_node(row)
 
 
