@@ -247,3 +247,19 @@ def test_memory_server_serves_only_the_file_it_was_started_with(tmp_path: Path) 
     assert all("Public entry 2." in answer for answer in answers)
     assert all(result.is_error and "Unknown tool" in result.content[0].text for result in found["unknown"])
     assert found["resources"] == [] and not found["read_secret"]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("env_key, flag", [("", []), (None, ["--api-key", " "])])
+def test_an_empty_api_key_is_refused_rather_than_serving_open(env_key: str | None, flag: list[str],
+                                                                capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: AMYGDALA_API_KEY="" used to start a server that required no token at all."""
+    from amygdala.cli import main
+
+    if env_key is None:
+        monkeypatch.delenv("AMYGDALA_API_KEY", raising=False)
+    else:
+        monkeypatch.setenv("AMYGDALA_API_KEY", env_key)
+    assert main(["serve", "--model", "smollm2", "--port", str(free_port()), *flag]) != 0
+    assert "API key is empty" in capsys.readouterr().err

@@ -5,6 +5,7 @@ traceback)."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -499,10 +500,16 @@ def serve_command(
         raise typer.BadParameter("steering needs --vectors", param_hint="--steer")
     if min(max_tokens, max_prompt_tokens, max_choices) < 1:
         raise typer.BadParameter("--max-tokens, --max-prompt-tokens and --max-choices must be at least 1")
+    if api_key is None:  # click treats an empty environment variable as unset; an empty key is still a mistake
+        api_key = os.environ.get("AMYGDALA_API_KEY")
+    if api_key is not None and not api_key.strip():
+        # An empty key (e.g. AMYGDALA_API_KEY="") must not silently leave the server open.
+        raise typer.BadParameter("the API key is empty: give a non-empty key or unset AMYGDALA_API_KEY",
+                                 param_hint="--api-key")
     artifact = load_artifact(vectors, manifest) if vectors is not None else None
     if artifact is not None:
         check_options(artifact, readout)
-    options = ServeOptions(model_name=served_model_name or model, api_key=api_key or None,
+    options = ServeOptions(model_name=served_model_name or model, api_key=api_key,
                            max_prompt_tokens=max_prompt_tokens, max_tokens=max_tokens,
                            default_max_tokens=min(16, max_tokens), max_choices=max_choices,
                            steer=readout.steer, steer_layers=readout.steer_layers)
