@@ -1,0 +1,8 @@
+"""``python -m amygdala.cli``."""
+
+import sys
+
+from amygdala.cli import main
+
+
+sys.exit(main())
