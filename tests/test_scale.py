@@ -7,6 +7,9 @@ the fingerprint must give exactly what the whole model gives.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -42,3 +45,25 @@ def test_train_on_a_model_split_across_cpu_and_disk_equals_the_whole_model(smoll
         torch.testing.assert_close(offloaded.vectors[layer], whole.vectors[layer], atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(offloaded.calibration.mean[layer], whole.calibration.mean[layer],
                                    atol=1e-4, rtol=1e-5)
+
+
+def test_train_cli_device_map_gives_the_same_artifact_as_one_device(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """``amygdala train --device-map JSON`` reaches load_model: half of the tiny model offloaded to disk trains
+    byte-identical vectors; a malformed map is a one-line usage error."""
+    from amygdala.cli import main
+
+    data = tmp_path / "examples"
+    data.mkdir()
+    rows = [Example("joy", "positive" if i in (0, 2, 4) else "negative", text, f"k{i}", 5.0, "train")
+            for i, text in enumerate(TEXTS)]
+    (data / "joy.jsonl").write_text("".join(row.to_json() + "\n" for row in rows))
+    device_map = {"model.embed_tokens": "cpu", "model.rotary_emb": "cpu", "model.layers.0": "cpu",
+                  "model.layers.1": "cpu", "model.layers.2": "disk", "model.layers.3": "disk", "model.norm": "disk",
+                  "lm_head": "disk"}
+    base = ["train", "--model", str(tiny_model_dir), "--training-data-dir", str(data), "--target-layers", "1,3",
+            "--no-progress"]
+    assert main([*base, "--output", str(tmp_path / "one.safetensors")]) == 0
+    assert main([*base, "--output", str(tmp_path / "split.safetensors"), "--device-map", json.dumps(device_map)]) == 0
+    assert (tmp_path / "one.safetensors").read_bytes() == (tmp_path / "split.safetensors").read_bytes()
+    assert main([*base, "--output", str(tmp_path / "bad.safetensors"), "--device-map", "{not json"]) == 2
+    assert not (tmp_path / "bad.safetensors").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -22,6 +23,19 @@ def _parse_target_layers(value: str | None) -> list[int] | None:
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a comma-separated list of layer indices, e.g. 5,9,12,15",
                                  param_hint="--target-layers") from None
+
+
+def _parse_device_map(value: str | None) -> str | dict[str, object] | None:
+    """``auto``/``balanced``/... pass through to accelerate; a JSON object maps module names to devices."""
+    if value is None or not value.strip().startswith("{"):
+        return value
+    try:
+        mapping = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"{value!r} is not a JSON object ({exc.msg})", param_hint="--device-map") from None
+    if not isinstance(mapping, dict):
+        raise typer.BadParameter(f"{value!r} must be a JSON object of module -> device", param_hint="--device-map")
+    return mapping
 
 
 def _parse_auto_layers(value: str | None) -> int | None:
@@ -63,6 +77,7 @@ def train_command(
     layout: str = typer.Option("layers", "--format", help="layers (one tensor per layer), or eLH to also write the older (concepts, layers, hidden) file."),
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Keep each text's first N tokens."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    device_map: Optional[str] = typer.Option(None, "--device-map", help="Spread a model larger than one device (accelerate): 'auto', 'balanced', or a JSON {module: device} map."),
 ) -> None:
     """Train CAA readout vectors (one forward per unique text) into readout.safetensors + readout.json."""
     import time
@@ -82,7 +97,7 @@ def train_command(
     for path in (output, manifest or output):  # before the model loads: no folder can be made under a file
         check_output_path(path)
     start = time.perf_counter()
-    loaded = load_model(model, dtype=dtype)
+    loaded = load_model(model, dtype=dtype, device_map=_parse_device_map(device_map))
     options = TrainOptions(target_layers=tuple(layers) if layers else None, pooling=pooling, skip_tokens=skip_tokens,
                            method=method, batch_size=batch_size, chat_template=chat_template,
                            max_length=max_length, cache_dir=cache_dir, progress=not no_progress)
