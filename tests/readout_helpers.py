@@ -66,3 +66,12 @@ def identity_artifact(loaded: LoadedModel, layers: tuple[int, ...]) -> ReadoutAr
     eye = torch.eye(loaded.hidden_size)
     return ReadoutArtifact(concepts=tuple(f"unit_{i}" for i in range(loaded.hidden_size)), layers=layers,
                            vectors={layer: eye.clone() for layer in layers}, hidden_size=loaded.hidden_size)
+
+
+def zscored_by_calibration(raw: torch.Tensor, artifact: ReadoutArtifact) -> torch.Tensor:
+    """The reference z-score of ``raw[..., layer, concept]`` readouts: ``(x - mean) / std`` from the manifest."""
+    calibration = artifact.calibration
+    assert calibration is not None
+    mean = torch.stack([calibration.mean[layer] for layer in artifact.layers])
+    std = torch.stack([calibration.std[layer] for layer in artifact.layers])
+    return (raw - mean) / std

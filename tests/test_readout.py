@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from readout_helpers import concept_artifact, identity_artifact
+from readout_helpers import concept_artifact, identity_artifact, zscored_by_calibration
 
 from amygdala.activations import pool_texts
 from amygdala.artifact import ArtifactError, ReadoutArtifact, load_artifact, save_artifact
@@ -66,11 +66,7 @@ def test_read_text_zscore_applies_the_manifest_calibration(smollm2: LoadedModel,
                                                            smol_artifact: ReadoutArtifact) -> None:
     raw = read_text(smollm2, smol_artifact, PROMPT).values
     scored = read_text(smollm2, smol_artifact, PROMPT, ReadoutOptions(zscore=True)).values
-    calibration = smol_artifact.calibration
-    assert calibration is not None
-    mean = torch.stack([calibration.mean[layer] for layer in smol_artifact.layers])
-    std = torch.stack([calibration.std[layer] for layer in smol_artifact.layers])
-    _close(scored, (raw - mean) / std)
+    _close(scored, zscored_by_calibration(raw, smol_artifact))
 
 
 def test_attach_zscore_without_calibration_raises(smollm2: LoadedModel, smol_artifact: ReadoutArtifact) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from readout_helpers import concept_artifact
+from readout_helpers import concept_artifact, zscored_by_calibration
 
 from amygdala.artifact import ReadoutArtifact
 from amygdala.client import ReadoutClient, ServerError
@@ -105,11 +105,7 @@ def test_readout_zscore_field_applies_the_calibration(client: ReadoutClient, smo
     raw = torch.tensor(client.complete(PROMPT, max_tokens=3, temperature=0)["choices"][0]["readout"])
     scored = torch.tensor(client.complete(PROMPT, max_tokens=3, temperature=0,
                                           readout_zscore=True)["choices"][0]["readout"])
-    calibration = smol_artifact.calibration
-    assert calibration is not None
-    mean = torch.stack([calibration.mean[layer] for layer in smol_artifact.layers])
-    std = torch.stack([calibration.std[layer] for layer in smol_artifact.layers])
-    _close(scored, (raw - mean) / std)
+    _close(scored, zscored_by_calibration(raw, smol_artifact))
 
 
 def test_steer_field_raises_the_steered_concept(client: ReadoutClient, smol_artifact: ReadoutArtifact) -> None:
