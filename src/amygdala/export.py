@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from amygdala.artifact import ReadoutArtifact, load_artifact
+from amygdala.outputs import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 CONTROL_VECTOR_ARCH = "controlvector"
@@ -98,15 +98,11 @@ def export_control_vector(
     artifact = load_artifact(Path(vectors), manifest)
     directions = control_vector_directions(artifact, concept, scale)
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        _write_gguf(Path(temp), directions, _model_hint(artifact))
-        os.replace(temp, output)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    # GGUFWriter wants a path: render into a scratch folder, then publish through the one atomic writer.
+    with tempfile.TemporaryDirectory(prefix="amygdala-gguf-") as scratch:
+        rendered = Path(scratch) / output.name
+        _write_gguf(rendered, directions, _model_hint(artifact))
+        atomic_write_bytes(output, rendered.read_bytes())
     skipped = tuple(layer for layer in artifact.layers if layer not in directions)
     if skipped:
         logger.warning("layer(s) %s left out of %s: llama.cpp cannot steer block 0", list(skipped), output)

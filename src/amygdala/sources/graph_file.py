@@ -9,12 +9,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+from amygdala.outputs import atomic_write_bytes
 from amygdala.sources import MemoryNode, SourceError
 
 GraphFormat = Literal["amygdala", "mcp-memory"]
@@ -119,15 +118,7 @@ def write_graph_file(nodes: list[MemoryNode], path: Path | str, graph_format: Gr
     """
     path = Path(path)
     lines = [json.dumps(_node_row(node, graph_format), ensure_ascii=False) + "\n" for node in nodes]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.writelines(lines)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, "".join(lines).encode("utf-8"))
     return path
 
 
