@@ -141,7 +141,8 @@ def save_artifact(
 
 def _read_manifest(manifest_path: Path) -> dict[str, Any]:
     if not manifest_path.exists():
-        raise ArtifactError(f"manifest {manifest_path} does not exist: pass --manifest or put readout.json beside the vectors")
+        raise ArtifactError(f"manifest {manifest_path} does not exist: pass --manifest or put readout.json beside "
+                            "the vectors")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
@@ -197,7 +198,8 @@ def _vectors_from_tensors(tensors: dict[str, torch.Tensor], layers: list[int], s
     if set(tensors) == {ELH_KEY}:
         elh = tensors[ELH_KEY]
         if elh.dim() != 3 or elh.shape[1] != len(layers):
-            raise ArtifactError(f"{source}: eLH tensor has shape {tuple(elh.shape)}, expected [n_concepts, {len(layers)}, hidden]")
+            raise ArtifactError(f"{source}: eLH tensor has shape {tuple(elh.shape)}, expected "
+                                f"[n_concepts, {len(layers)}, hidden]")
         return {layer: elh[:, position] for position, layer in enumerate(layers)}
     expected = {layer_key(layer) for layer in layers}
     problems = []
@@ -269,7 +271,8 @@ def _validate(artifact: ReadoutArtifact, *, source: str,
             problems.append(f"no vectors for layer {layer}")
             continue
         if tuple(tensor.shape) != (n_concepts, artifact.hidden_size):
-            problems.append(f"layer {layer} has shape {tuple(tensor.shape)}, expected [{n_concepts}, {artifact.hidden_size}]")
+            problems.append(f"layer {layer} has shape {tuple(tensor.shape)}, "
+                            f"expected [{n_concepts}, {artifact.hidden_size}]")
         elif not bool(torch.isfinite(tensor).all()):
             problems.append(f"layer {layer} holds NaN or inf")
         if stored_dtypes and artifact.dtype in _SAVE_DTYPES and stored_dtypes[layer] != _SAVE_DTYPES[artifact.dtype]:
