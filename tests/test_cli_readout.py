@@ -14,12 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from readout_helpers import concept_artifact
 
 from amygdala.artifact import save_artifact
 from amygdala.cli import main
 from amygdala.models import LoadedModel
-from amygdala.readout import ReadoutOptions, pool_readout, read_text
+from amygdala.pooling import PoolingSpec, pool_readout
+from amygdala.readout import ReadoutOptions, read_text
+
+from readout_helpers import concept_artifact
 
 pytestmark = pytest.mark.slow
 TEXTS = ["I am thrilled about the trip!", "The night was dark and full of strange sounds."]
@@ -56,7 +58,7 @@ def test_readout_writes_pooled_lines_equal_to_the_python_api(tmp_path: Path, vec
     assert lines[0]["concepts"] == ["joy", "anger", "fear"] and lines[0]["layers"] == [5, 15, 24]
     artifact = concept_artifact(smollm2)
     for line, text in zip(lines, TEXTS):
-        expected = pool_readout(read_text(smollm2, artifact, text).values, "mean", skip_tokens=1)
+        expected = pool_readout(read_text(smollm2, artifact, text).values, PoolingSpec("mean", skip_tokens=1))
         torch.testing.assert_close(torch.tensor(line["readout"]), expected, rtol=1e-4, atol=1e-3)
 
 

@@ -9,19 +9,22 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from amygdala.artifact import ReadoutArtifact
-from amygdala.evaluation import (EvalOptions, auroc, cohens_d, evaluate, explained_by_others, filtered_ranks,
-                                 phi_matrix)
+from amygdala.artifact import ModelIdentity, ReadoutArtifact, TrainingRecord
+from amygdala.directions import fit_directions
+from amygdala.evaluation import EvalOptions, auroc, cohens_d, evaluate, explained_by_others, filtered_ranks, phi_matrix
 from amygdala.models import LoadedModel
-from amygdala.splits import LabelledTexts, fit_directions, key_folds, labelled_texts
+from amygdala.pooling import PoolingSpec
+from amygdala.splits import LabelledTexts, key_folds, labelled_texts
 from amygdala.training import TrainOptions, train
+
 from eval_helpers import examples
 
 
 def _labelled(positive: list[list[bool]], negative: list[list[bool]] | None = None) -> LabelledTexts:
     pos = torch.tensor(positive)
     neg = ~pos if negative is None else torch.tensor(negative)
-    return LabelledTexts(tuple(f"t{i}" for i in range(len(pos))), tuple(f"k{i}" for i in range(len(pos))), pos, neg)
+    return LabelledTexts(tuple(f"c{c}" for c in range(pos.shape[1])), tuple(f"t{i}" for i in range(len(pos))),
+                         tuple(f"k{i}" for i in range(len(pos))), pos, neg)
 
 
 def test_auroc_is_one_on_planted_separation_and_half_on_noise() -> None:
@@ -80,18 +83,22 @@ def test_fit_directions_recovers_a_planted_direction_and_leaves_unfit_concepts_n
     positive[:40, 0] = True
     pooled[:40, 0] += 3 * planted
     negative = torch.stack([~positive[:, 0], torch.ones(80, dtype=torch.bool)], dim=1)  # "empty": no positives
-    data = LabelledTexts(tuple(map(str, range(80))), tuple(map(str, range(80))), positive, negative)
-    vectors = fit_directions(pooled, data, ["planted", "empty"], [7], "diff_of_means")[7]
+    data = LabelledTexts(("planted", "empty"), tuple(map(str, range(80))), tuple(map(str, range(80))), positive, negative)
+    vectors = fit_directions(pooled, data, [7], "diff_of_means")[7]
     assert float(vectors[0] @ planted) > 0.9
     assert bool(vectors[1].isnan().all())
 
 
 def test_eval_options_follow_the_manifest_unless_overridden() -> None:
-    artifact = ReadoutArtifact(("a",), (1,), {1: torch.ones(1, 4) / 2}, 4, provenance={
-        "training": {"pooling": "mean", "skip_tokens": 1, "method": "lda", "chat_template": False}})
-    options = EvalOptions.from_artifact(artifact, pooling=None, batch_size=3)
-    assert (options.pooling, options.skip_tokens, options.method, options.batch_size) == ("mean", 1, "lda", 3)
-    assert EvalOptions.from_artifact(artifact, pooling="last", skip_tokens=0).pooling == "last"
+    record = TrainingRecord(ModelIdentity("m"), "lda", PoolingSpec("mean", 1, False), "float32", {"a": (1, 1)}, 2, "")
+    artifact = ReadoutArtifact(("a",), (1,), {1: torch.ones(1, 4) / 2}, 4, record=record)
+    options = EvalOptions(batch_size=3).resolved(artifact)
+    assert options.pooling is not None
+    assert (options.pooling.pooling, options.pooling.skip_tokens, options.method, options.batch_size) == (
+        "mean", 1, "lda", 3)
+    assert EvalOptions(pooling=PoolingSpec("last", skip_tokens=0)).resolved(artifact).spec.pooling == "last"
+    bare = EvalOptions().resolved(ReadoutArtifact(("a",), (1,), {1: torch.ones(1, 4) / 2}, 4))
+    assert (bare.pooling, bare.method) == (PoolingSpec("mean", 1), "lda_diagonal"), "one default: training's"
 
 
 def _hf_mean_residual(loaded: LoadedModel, text: str, layers: tuple[int, ...]) -> torch.Tensor:
@@ -106,8 +113,8 @@ def _hf_mean_residual(loaded: LoadedModel, text: str, layers: tuple[int, ...]) -
 @pytest.mark.slow
 def test_evaluate_matches_auroc_and_top1_from_hf_hidden_states(gemma: LoadedModel) -> None:
     rows = examples()
-    artifact = train(gemma, rows, TrainOptions(target_layers=(4, 9), pooling="mean", skip_tokens=1))
-    result = evaluate(gemma, artifact, rows, EvalOptions.from_artifact(artifact), texts=[("x", "Hello there.")])
+    artifact = train(gemma, rows, TrainOptions(target_layers=(4, 9), pooling=PoolingSpec("mean", skip_tokens=1)))
+    result = evaluate(gemma, artifact, rows, EvalOptions(), texts=[("x", "Hello there.")])
     held = labelled_texts(rows, artifact.concepts, "heldout")
     pooled = torch.stack([_hf_mean_residual(gemma, text, artifact.layers) for text in held.texts])
     raw = torch.einsum("nlh,lch->nlc", pooled, artifact.stacked())
