@@ -1,0 +1,77 @@
+"""The CLI's error table: amygdala's own errors (and file errors) are one line and exit 2, anything else is one line
+with a hint and exit 1, ``--debug`` shows the traceback, and every stage error is an ``AmygdalaError``."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+import amygdala
+from amygdala.cli import main
+from amygdala.cli.errors import ERROR_TABLE, known_message
+from amygdala.errors import AmygdalaError
+from amygdala.outputs import OutputError
+
+
+def _error_classes() -> dict[str, type[BaseException]]:
+    """Every ``*Error`` class defined in the package (the HTTP-level ones excepted: they are answers, not inputs)."""
+    found = {}
+    for module in pkgutil.walk_packages(amygdala.__path__, "amygdala."):
+        if module.name.endswith("__main__"):
+            continue
+        for name, value in inspect.getmembers(importlib.import_module(module.name), inspect.isclass):
+            if issubclass(value, BaseException) and value.__module__ == module.name and name.endswith("Error"):
+                found[f"{module.name}.{name}"] = value
+    return found
+
+
+def test_every_stage_error_is_an_amygdala_error_and_a_value_error() -> None:
+    classes = _error_classes()
+    answers = {"amygdala.serve.schemas.APIError", "amygdala.client.ServerError"}  # HTTP answers, not caller input
+    files = {"amygdala.outputs.OutputError"}  # an OSError naming the file: the table's OSError row
+    assert len(classes) >= 15
+    for name, kind in classes.items():
+        if name not in answers | files:
+            assert issubclass(kind, AmygdalaError) and issubclass(kind, ValueError), name
+
+
+def test_the_error_table_knows_amygdala_and_file_errors_only() -> None:
+    assert [kind for kind, _ in ERROR_TABLE] == [AmygdalaError, OSError]
+    assert known_message(OutputError("cannot write x: disk full")) == "cannot write x: disk full"
+    assert known_message(FileNotFoundError(2, "No such file or directory", "x")) == (
+        "[Errno 2] No such file or directory: 'x'")
+    assert known_message(KeyError("surprise")) is None
+
+
+def test_an_unexpected_error_is_one_line_with_a_hint_and_exit_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Fault injection in the one library call ``train`` makes: the CLI must not print a traceback."""
+    import amygdala.pipeline
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise KeyError("an internal bug\nover two lines")
+
+    monkeypatch.setattr(amygdala.pipeline, "train_files", broken)
+    assert main(["train", "--training-data-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err == ("amygdala: error: unexpected KeyError: 'an internal bug\\nover two lines' "
+                   "(rerun with --debug for the traceback)\n")
+    with pytest.raises(KeyError, match="an internal bug"):
+        main(["--debug", "train", "--training-data-dir", str(tmp_path)])
+
+
+def test_a_known_error_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--training-data-dir", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("amygdala: error: ") and err.count("\n") == 1 and str(tmp_path / "none") in err
+
+
+def test_debug_lives_in_the_invocation_not_in_the_module(tmp_path: Path) -> None:
+    """Regression: ``--debug`` was a module-level dict, so one debug run left every later run in debug mode."""
+    with pytest.raises(AmygdalaError):
+        main(["--debug", "train", "--training-data-dir", str(tmp_path / "none")])
+    assert main(["train", "--training-data-dir", str(tmp_path / "none")]) == 2
