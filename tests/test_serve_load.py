@@ -25,11 +25,12 @@ from typing import Any
 import httpx
 import pytest
 import torch
-from readout_helpers import concept_artifact
 
 from amygdala.artifact import ReadoutArtifact
 from amygdala.models import LoadedModel
 from amygdala.serve import Engine, ServeOptions, create_app, serve_in_thread
+
+from readout_helpers import concept_artifact
 
 pytestmark = pytest.mark.slow
 CONCURRENCY, N_REQUESTS, SEED = 16, 200, 6
@@ -76,7 +77,7 @@ def server(smollm2: LoadedModel, artifact: ReadoutArtifact) -> Iterator[str]:
 
 def hook_count(loaded: LoadedModel) -> int:
     modules = [loaded.model, *loaded.layers]
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in modules)  # noqa: SLF001
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in modules)
 
 
 def rss_mb() -> float:
