@@ -40,10 +40,10 @@ from sklearn.linear_model import LogisticRegression
 
 from amygdala.activation_cache import ActivationCache
 from amygdala.directions import DIRECTION_METHODS, ConceptStats, DirectionMethod, fit_directions, lda_diagonal
-from amygdala.evaluation import filtered_ranks, random_unit_directions, separation
 from amygdala.examples import Example, ExtractOptions, read_examples
 from amygdala.extraction import select_examples
 from amygdala.layer_selection import layer_curve
+from amygdala.metrics import filtered_ranks, random_unit_directions, separation
 from amygdala.models import LoadedModel, load_model
 from amygdala.pooling import PoolingSpec, pool_texts
 from amygdala.sources.graph_file import bundled_sample_path, read_graph_file

@@ -13,6 +13,7 @@ import pytest
 from amygdala.client import ReadoutClient, ServerError, iter_sse
 from amygdala.models import LoadedModel
 from amygdala.serve import Engine, ServeOptions, create_app, serve_in_thread
+
 from readout_helpers import concept_artifact
 
 KEY = "client-key"

@@ -57,3 +57,12 @@ def test_key_folds_cover_every_row_once_never_split_a_node_and_repeat_with_the_s
                for i, fold in enumerate(folds) for other in folds[i + 1:])
     assert [len({keys[row] for row in fold}) for fold in folds] == [3, 3, 2, 2]
     assert key_folds(keys, 4, seed=7) == folds and key_folds(keys, 4, seed=8) != folds
+
+
+def test_key_folds_keep_a_node_in_one_fold_and_depend_on_the_seed() -> None:
+    keys = [f"n{i // 3}" for i in range(60)]
+    folds = key_folds(keys, 4, seed=0)
+    assert sorted(row for fold in folds for row in fold) == list(range(60))
+    fold_of_key = [{keys[row] for row in fold} for fold in folds]
+    assert all(a.isdisjoint(b) for i, a in enumerate(fold_of_key) for b in fold_of_key[i + 1:])
+    assert folds == key_folds(keys, 4, seed=0) != key_folds(keys, 4, seed=1)

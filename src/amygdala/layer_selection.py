@@ -21,7 +21,7 @@ from amygdala.activation_cache import ActivationCache
 from amygdala.artifact import LayerCurve
 from amygdala.directions import DirectionMethod, fit_directions
 from amygdala.errors import AmygdalaError
-from amygdala.evaluation import separation
+from amygdala.metrics import separation
 from amygdala.models import LoadedModel
 from amygdala.pooling import PoolingSpec, pool_texts
 from amygdala.splits import LabelledTexts, key_folds

@@ -26,15 +26,12 @@ UNEXPECTED_ERROR_EXIT = 1
 INTERRUPTED_EXIT = 130
 
 
-def _os_message(exc: BaseException) -> str:
-    """``[Errno 2] No such file or directory: 'x'`` as Python words it: the path is named."""
-    return str(exc)
-
-
-#: Exception type -> its one-line message; the first row the exception is an instance of wins.
+#: Exception type -> its one-line message; the first row the exception is an instance of wins. An OSError is
+#: worded by Python with the path it concerns (``[Errno 2] No such file or directory: 'x'``, or ``OutputError``'s
+#: ``cannot write x: ...``).
 ERROR_TABLE: tuple[tuple[type[BaseException], Callable[[BaseException], str]], ...] = (
     (AmygdalaError, str),
-    (OSError, _os_message),
+    (OSError, str),
 )
 
 
