@@ -75,3 +75,12 @@ def test_debug_lives_in_the_invocation_not_in_the_module(tmp_path: Path) -> None
     with pytest.raises(AmygdalaError):
         main(["--debug", "train", "--training-data-dir", str(tmp_path / "none")])
     assert main(["train", "--training-data-dir", str(tmp_path / "none")]) == 2
+
+
+def test_help_lists_the_commands_in_data_flow_order(capsys: pytest.CaptureFixture[str]) -> None:
+    """Regression: sorting the command modules' import (a linter's fix) reordered ``amygdala --help``."""
+    assert main(["--help"]) == 0
+    listed = [line.split()[1] for line in capsys.readouterr().out.splitlines()
+              if line.startswith("│ ") and len(line.split()) > 2 and line.split()[1].islower()]
+    order = ["extract", "emotions", "memory-serve", "train", "eval", "readout", "serve", "demo", "bench", "export"]
+    assert [name for name in listed if name in order] == order

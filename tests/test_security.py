@@ -223,7 +223,7 @@ async def _probe_memory_server(url: str, secret: Path) -> dict[str, Any]:
         try:
             await client.read_resource(secret.as_uri())
             read_secret = True
-        except Exception:
+        except Exception:  # noqa: BLE001 - any refusal will do; a success is the failure
             read_secret = False
     return {"schemas": {tool.name: tool.input_schema for tool in tools}, "calls": calls, "unknown": unknown,
             "resources": resources + templates, "read_secret": read_secret}

@@ -77,7 +77,7 @@ def server(smollm2: LoadedModel, artifact: ReadoutArtifact) -> Iterator[str]:
 
 def hook_count(loaded: LoadedModel) -> int:
     modules = [loaded.model, *loaded.layers]
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in modules)
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in modules)  # noqa: SLF001
 
 
 def rss_mb() -> float:

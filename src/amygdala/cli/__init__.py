@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import sys
 
+# isort: off
 # Importing a command module registers its commands; the order here is the order of `amygdala --help` (data flow).
-from amygdala.cli import demo, eval, export, extract, readout, serve, train  # noqa: F401
+from amygdala.cli import extract, train, eval, readout, serve, export, demo  # noqa: F401
+# isort: on
 from amygdala.cli.app import CliState, app
 from amygdala.cli.errors import (
     INTERRUPTED_EXIT,
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("amygdala: interrupted", file=sys.stderr)
         return INTERRUPTED_EXIT
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the error table decides what is known
         if (usage := exit_code_of_usage(exc)) is not None:
             return usage
         if state.debug:
