@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from amygdala.pooling import PoolingSpec
+from amygdala.pooling import POOLINGS, PoolingSpec
 
 RECORD_FIELDS = ("model", "training", "layer_selection")
 Rules = tuple[tuple[str, str, Callable[[Any], bool]], ...]
@@ -116,7 +116,7 @@ def _is_ints(value: object) -> bool:
 
 _TRAINING: Rules = (
     ("method", "a string", lambda v: isinstance(v, str)),
-    ("pooling", "'last' or 'mean'", lambda v: v in ("last", "mean")),
+    ("pooling", " or ".join(map(repr, POOLINGS)), lambda v: v in POOLINGS),
     ("skip_tokens", "a non-negative integer", _is_count),
     ("chat_template", "true or false", lambda v: isinstance(v, bool)),
     ("forward_dtype", "a string", lambda v: isinstance(v, str)),

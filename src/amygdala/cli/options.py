@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import typer
 
@@ -23,7 +23,6 @@ STEER = typer.Option(None, "--steer", help="concept=alpha (repeatable): add alph
 STEER_LAYER = typer.Option(None, "--steer-layer", help="Layer that steers (repeatable; default: every hooked layer).")
 BATCH_SIZE = typer.Option(8, "--batch-size", help="Texts per forward pass.")
 NO_PROGRESS = typer.Option(False, "--no-progress", help="No progress bar.")
-POOLINGS = ("last", "mean")
 
 
 def parse_target_layers(value: str | None) -> tuple[int, ...] | AutoLayers | None:
@@ -60,12 +59,14 @@ def parse_device_map(value: str | None) -> str | dict[str, object] | None:
 
 
 def parse_pooling(value: str | None) -> Pooling | None:
-    """``last`` / ``mean`` / None (as trained)."""
+    """A pooling rule name (``pooling.POOLINGS``), or None (as trained)."""
+    from amygdala.pooling import POOLINGS
+
     if value is None:
         return None
     if value not in POOLINGS:
-        raise typer.BadParameter(f"{value!r} is not 'last' or 'mean'", param_hint="--pooling")
-    return "last" if value == "last" else "mean"
+        raise typer.BadParameter(f"{value!r} is not {' or '.join(map(repr, POOLINGS))}", param_hint="--pooling")
+    return cast("Pooling", value)
 
 
 def readout_options(zscore: bool, steer: list[str] | None, steer_layer: list[int] | None) -> ReadoutOptions:
