@@ -27,7 +27,7 @@ import torch
 from amygdala.artifact import Calibration, ReadoutArtifact, load_artifact
 from amygdala.client import ReadoutClient
 from amygdala.models import LoadedModel, load_model
-from amygdala.readout import projector_for, project_readout
+from amygdala.readout import project_readout, projector_for
 from amygdala.serve import Engine, ServeOptions, create_app, serve_in_thread
 from amygdala.training import default_target_layers
 

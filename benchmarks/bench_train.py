@@ -16,6 +16,7 @@ Usage: ``python benchmarks/bench_train.py [--quick]`` or ``amygdala bench train`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import re
@@ -28,11 +29,11 @@ from pathlib import Path
 
 import torch
 
-from amygdala.activations import batch_inputs, capture_residuals, encode_texts, truncated_forward
 from amygdala.artifact import ReadoutArtifact
+from amygdala.capture import batch_inputs, capture_residuals, encode_texts, truncated_forward
 from amygdala.examples import Example
 from amygdala.models import LoadedModel, load_model
-from amygdala.training import CAA_RECIPE, TrainOptions, train, training_set
+from amygdala.training import CAA_RECIPE, TrainOptions, train, training_texts
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "amygdala" / "data" / "sample_graph.jsonl"
 TAG_LINE = re.compile(r"^\s*([A-Za-z][\w-]*:\d+(\.\d+)?\s*)+$")
@@ -178,12 +179,10 @@ def rss_child(factor: int, args: argparse.Namespace) -> None:
     """In a fresh process: load, reset the peak-RSS mark, train on ``factor`` x the examples, print the peak."""
     loaded = load_model("default")
     examples = scaled_examples(build_examples(load_nodes(args.rss_chars), args.concepts, args.rss_pairs), factor)
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux)
-    except OSError:
-        pass
     train(loaded, examples, TrainOptions(**CAA_RECIPE, target_layers=LAYERS, batch_size=args.batch_size))
-    print(json.dumps({"peak_rss_mb": peak_rss_mb(), "n_unique_texts": len(training_set(examples).texts)}))
+    print(json.dumps({"peak_rss_mb": peak_rss_mb(), "n_unique_texts": len(training_texts(examples).texts)}))
 
 
 def measure_rss(factor: int, args: argparse.Namespace) -> dict[str, float]:
@@ -214,7 +213,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def measure_speed(loaded: LoadedModel, examples: list[Example], args: argparse.Namespace) -> dict[str, object]:
     """Bare forward vs train (alternated), the peer once, then deepest layer 4 vs 17 (alternated)."""
-    texts, bs = training_set(examples).texts, args.batch_size
+    texts, bs = training_texts(examples).texts, args.batch_size
     bare, ours, shallow, deep, peer = Timing(), Timing(), Timing(), Timing(), Timing()
     forward = bare_forward(loaded, texts, LAYERS, bs)
     bare_forward(loaded, texts[:bs], LAYERS, bs)()  # warm-up
@@ -248,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     loaded = load_model("default")
     examples = build_examples(load_nodes(args.max_chars), args.concepts, args.pairs)
-    texts = training_set(examples).texts
+    texts = training_texts(examples).texts
     tokens = sum(len(ids) for ids in encode_texts(loaded.tokenizer, texts))
     log(f"{len(examples)} examples, {len(texts)} unique texts ({tokens} tokens), threads {torch.get_num_threads()}")
     speed = measure_speed(loaded, examples, args)

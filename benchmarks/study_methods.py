@@ -39,15 +39,15 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from amygdala.activation_cache import ActivationCache
-from amygdala.activations import pool_texts
-from amygdala.directions import DIRECTION_METHODS, ConceptStats, DirectionMethod, lda_diagonal
-from amygdala.evaluation import filtered_ranks, random_unit_directions, separation
+from amygdala.directions import DIRECTION_METHODS, ConceptStats, DirectionMethod, fit_directions, lda_diagonal
 from amygdala.examples import Example, ExtractOptions, read_examples
 from amygdala.extraction import select_examples
 from amygdala.layer_selection import layer_curve
+from amygdala.metrics import filtered_ranks, random_unit_directions, separation
 from amygdala.models import LoadedModel, load_model
+from amygdala.pooling import PoolingSpec, pool_texts
 from amygdala.sources.graph_file import bundled_sample_path, read_graph_file
-from amygdala.splits import LabelledTexts, fit_directions, labelled_texts
+from amygdala.splits import LabelledTexts, labelled_texts
 from amygdala.training import default_target_layers
 
 POOLINGS = (("last", 0), ("mean", 0), ("mean", 1))
@@ -116,7 +116,7 @@ def heldout_figures(train_pooled: torch.Tensor, held_pooled: torch.Tensor, train
                     method: str | DirectionMethod) -> dict[str, float]:
     """Fit on the whole train split at ``layers`` (indices = layer numbers here), measure on held-out."""
     layers = list(layers)
-    vectors = fit_directions(train_pooled[:, layers], train, concepts, layers, method)
+    vectors = fit_directions(train_pooled[:, layers], train, layers, method)
     stacked = torch.stack([vectors[layer] for layer in layers])
     randoms = random_unit_directions(len(layers), len(concepts), stacked.shape[-1], SEED)
     return _figures(torch.einsum("nlh,lch->nlc", held_pooled[:, layers], stacked),
@@ -131,7 +131,7 @@ def _rows_for_pooling(label: str, train_pooled: torch.Tensor, held_pooled: torch
         components = components_for(prep, train_pooled, train)
         fit_pooled, test_pooled = project_out(train_pooled, components), project_out(held_pooled, components)
         for method in METHODS:
-            curve = layer_curve(fit_pooled, train, concepts, list(range(n_layers)), method=method, seed=SEED)
+            curve = layer_curve(fit_pooled, train, list(range(n_layers)), method=method, seed=SEED)
             for rule, layers in (("default", default_target_layers(n_layers)), ("auto", curve.chosen)):
                 figures = heldout_figures(fit_pooled, test_pooled, train, held, concepts, layers, method)
                 rows.append({"pooling": label, "prep": prep, "method": getattr(method, "__name__", method),
@@ -163,11 +163,11 @@ def reference_rows(train_pooled: torch.Tensor, held_pooled: torch.Tensor, train:
     probe = [_probe_scores(train_pooled[:, layer].double().numpy(), held_pooled[:, layer].double().numpy(), train)
              for layer in layers]
     rows = []
-    for name, fit, test, rule in (("tfidf-words", [fit_w], [test_w], "-"), ("logistic-probe", *zip(*probe), rule)):
+    for name, fit, test, layers_rule in (("tfidf-words", [fit_w], [test_w], "-"), ("logistic-probe", *zip(*probe), rule)):
         raw, train_raw = torch.tensor(np.stack(test, axis=1)), torch.tensor(np.stack(fit, axis=1))
         random_raw = torch.randn(raw.shape, generator=torch.Generator().manual_seed(SEED), dtype=raw.dtype)
         rows.append({"pooling": label if name != "tfidf-words" else "-", "prep": "reference", "method": name,
-                     "layers_rule": rule, "layers": list(layers) if name != "tfidf-words" else [], "cv": math.nan,
+                     "layers_rule": layers_rule, "layers": list(layers) if name != "tfidf-words" else [], "cv": math.nan,
                      **_figures(raw, train_raw, random_raw, held)})
         print_row(rows[-1])
     return rows
@@ -180,8 +180,8 @@ def study(loaded: LoadedModel, examples: list[Example], cache: ActivationCache |
     pooled_by_label = {}
     for pooling, skip in POOLINGS:
         started = time.perf_counter()
-        pooled = pool_texts(loaded, train.texts + held.texts, list(range(loaded.n_layers)), pooling=pooling,
-                            skip_tokens=skip, cache=cache, progress=sys.stderr.isatty())
+        pooled = pool_texts(loaded, train.texts + held.texts, list(range(loaded.n_layers)), PoolingSpec(pooling, skip),
+                            cache=cache, progress=sys.stderr.isatty())
         print(f"pooled {pooling} skip={skip}: {time.perf_counter() - started:.1f}s", file=sys.stderr)
         label = pooling if not skip else f"{pooling}-skip{skip}"
         pooled_by_label[label] = pooled[:len(train.texts)], pooled[len(train.texts):]

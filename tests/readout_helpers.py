@@ -1,8 +1,10 @@
 """Shared by the readout, serve and CLI readout tests: a small real artifact built straight from model activations.
 
-The vectors are diff-of-means directions of a few short contrasting texts, captured with plain forward hooks
-(not through ``amygdala.readout``), normalised per layer; the calibration is the mean and std of each concept's
-projection over the same texts. Built once per model and cached for the session.
+The vectors are diff-of-means directions of a few short contrasting texts, read from HF
+``output_hidden_states`` (``hidden_states[layer + 1]``, the residual after decoder block ``layer``; no amygdala
+capture code is involved, so the readout tests compare amygdala against an independent reference), normalised per
+layer; the calibration is the mean and std of each concept's projection over the same texts. Built once per model
+and cached for the session. The layers are never a model's last block, whose HF entry has the final norm applied.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from functools import cache
 
 import torch
 
-from amygdala.activations import capture_residuals
 from amygdala.artifact import Calibration, ReadoutArtifact
 from amygdala.models import LoadedModel
 
@@ -28,12 +29,10 @@ READOUT_LAYERS = {18: (3, 9, 14), 30: (5, 15, 24), 4: (1, 3)}
 
 def _mean_residuals(loaded: LoadedModel, text: str, layers: tuple[int, ...]) -> torch.Tensor:
     """``[n_layers, hidden]``: each layer's residual averaged over the text's tokens after the first."""
-    captured: dict[int, torch.Tensor] = {}
     ids = torch.tensor([loaded.tokenizer(text).input_ids])
-    with capture_residuals(loaded.model, layers, lambda layer, hidden: captured.__setitem__(layer, hidden[0])):
-        with torch.inference_mode():
-            loaded.model(input_ids=ids, use_cache=False)
-    return torch.stack([captured[layer][1:].float().mean(0) for layer in layers])
+    with torch.inference_mode():
+        states = loaded.model(input_ids=ids, use_cache=False, output_hidden_states=True).hidden_states
+    return torch.stack([states[layer + 1][0, 1:].float().mean(0) for layer in layers])
 
 
 @cache
@@ -53,7 +52,7 @@ def _build(loaded: LoadedModel) -> ReadoutArtifact:
     return ReadoutArtifact(concepts=tuple(CONCEPT_TEXTS), layers=layers,
                            vectors={layer: vectors[i].contiguous() for i, layer in enumerate(layers)},
                            hidden_size=loaded.hidden_size, calibration=calibration,
-                           provenance={"model_id": loaded.model_id, "method": "diff_of_means (test fixture)"})
+                           extra={"fixture": f"diff_of_means of readout_helpers.CONCEPT_TEXTS on {loaded.model_id}"})
 
 
 def concept_artifact(loaded: LoadedModel) -> ReadoutArtifact:

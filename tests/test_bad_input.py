@@ -36,11 +36,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from mcp_servers import free_port
 
 from amygdala.artifact import load_artifact, save_artifact
 from amygdala.cli import main
 from amygdala.models import ModelLoadError
+
+from mcp_servers import free_port
 
 ERROR = "amygdala: error: "
 

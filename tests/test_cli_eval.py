@@ -10,6 +10,7 @@ import torch
 
 from amygdala.artifact import ReadoutArtifact, load_artifact, save_artifact
 from amygdala.cli import main
+
 from eval_helpers import write_examples_dir
 
 pytestmark = pytest.mark.slow
@@ -54,7 +55,7 @@ def test_cli_eval_fail_under_exits_1_with_one_line(trained: tuple[Path, Path], t
              for layer, tensor in artifact.vectors.items()}
     random_vectors = tmp_path / "random.safetensors"
     save_artifact(ReadoutArtifact(artifact.concepts, artifact.layers, noise, artifact.hidden_size,
-                                  provenance=artifact.provenance), random_vectors)
+                                  record=artifact.record), random_vectors)
     code = main(["eval", "--vectors", str(random_vectors), "--training-data-dir", str(data), "--report-dir",
                  str(tmp_path / "report"), "--fail-under", "0.99", "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()

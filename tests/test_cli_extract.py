@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from mcp_servers import free_port, memory_serve, official_server_command
 
 from amygdala.cli import main
 from amygdala.extraction import MANIFEST
 from amygdala.sources.graph_file import read_graph_file, write_graph_file
+
+from mcp_servers import free_port, memory_serve, official_server_command
 
 
 def files(directory: Path) -> dict[str, bytes]:

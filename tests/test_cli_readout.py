@@ -14,12 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from readout_helpers import concept_artifact
 
 from amygdala.artifact import save_artifact
 from amygdala.cli import main
 from amygdala.models import LoadedModel
-from amygdala.readout import ReadoutOptions, pool_readout, read_text
+from amygdala.pooling import PoolingSpec, pool_readout
+from amygdala.readout import ReadoutOptions, read_text
+
+from readout_helpers import concept_artifact
 
 pytestmark = pytest.mark.slow
 TEXTS = ["I am thrilled about the trip!", "The night was dark and full of strange sounds."]
@@ -56,7 +58,7 @@ def test_readout_writes_pooled_lines_equal_to_the_python_api(tmp_path: Path, vec
     assert lines[0]["concepts"] == ["joy", "anger", "fear"] and lines[0]["layers"] == [5, 15, 24]
     artifact = concept_artifact(smollm2)
     for line, text in zip(lines, TEXTS):
-        expected = pool_readout(read_text(smollm2, artifact, text).values, "mean", skip_tokens=1)
+        expected = pool_readout(read_text(smollm2, artifact, text).values, PoolingSpec("mean", skip_tokens=1))
         torch.testing.assert_close(torch.tensor(line["readout"]), expected, rtol=1e-4, atol=1e-3)
 
 
@@ -130,3 +132,17 @@ def test_serve_command_serves_readouts_on_loopback(vectors: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_readout_of_a_0_1_0_artifact_reads_the_numbers_that_release_wrote(tmp_path: Path) -> None:
+    """Regression guard for the typed training record: the checked-in artifact (mean pooling, BOS skipped, from
+    its manifest) gives the z-scored pooled readouts amygdala 0.1.0 wrote for the same texts."""
+    data = Path(__file__).parent / "data" / "artifacts_0.1.0" / "gemma"
+    output = tmp_path / "out.jsonl"
+    assert main(["readout", "--vectors", str(data / "readout.safetensors"), "--input", str(data / "texts.jsonl"),
+                 "--output", str(output), "--zscore", "--no-progress"]) == 0
+    expected = [json.loads(line) for line in (data / "readout_0.1.0.jsonl").read_text().splitlines()]
+    actual = [json.loads(line) for line in output.read_text().splitlines()]
+    for now, then in zip(actual, expected, strict=True):
+        assert {k: v for k, v in now.items() if k != "readout"} == {k: v for k, v in then.items() if k != "readout"}
+        torch.testing.assert_close(torch.tensor(now["readout"]), torch.tensor(then["readout"]), rtol=1e-4, atol=1e-4)

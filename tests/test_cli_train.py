@@ -36,13 +36,14 @@ def test_cli_train_writes_the_artifact_elh_and_manifest(tiny_model_dir: Path, tm
     assert "trained 2 concepts x 2 layers [1, 3] on 5 unique texts" in summary and str(output) in summary
     artifact = load_artifact(output)
     assert artifact.concepts == ("fear", "joy") and artifact.layers == (1, 3)
-    assert artifact.provenance["training"]["counts"]["joy"] == {"positive": 2, "negative": 3}
+    assert artifact.record is not None and artifact.record.counts["joy"] == (2, 3)
     with safe_open(str(tmp_path / "out" / "readout.eLH.safetensors"), framework="pt") as handle:
         assert handle.get_slice("vectors").get_shape() == [2, 2, 64]
     assert any((tmp_path / "cache").rglob("chunk-*.safetensors"))
 
 
-def test_cli_train_defaults_layers_and_honours_manifest_method_and_pooling(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_cli_train_defaults_layers_and_honours_manifest_method_and_pooling(tiny_model_dir: Path,
+                                                                          tmp_path: Path) -> None:
     data = _write_examples(tmp_path / "examples")
     output, manifest = tmp_path / "r.safetensors", tmp_path / "meta" / "manifest.json"
     code = main(["train", "--model", str(tiny_model_dir), "--training-data-dir", str(data), "--output", str(output),
@@ -51,7 +52,7 @@ def test_cli_train_defaults_layers_and_honours_manifest_method_and_pooling(tiny_
     assert code == 0 and not (tmp_path / "r.json").exists()
     artifact = load_artifact(output, manifest)
     assert artifact.layers == (1, 2, 3) and artifact.concepts == ("calm", "fear", "joy")
-    assert (artifact.provenance["training"]["method"], artifact.provenance["training"]["skip_tokens"]) == ("lda", 1)
+    assert artifact.record is not None and (artifact.record.method, artifact.record.pooling.skip_tokens) == ("lda", 1)
 
 
 @pytest.mark.slow

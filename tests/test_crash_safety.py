@@ -23,7 +23,8 @@ from amygdala.artifact import save_artifact
 from amygdala.cli import main
 from amygdala.examples import read_examples
 from amygdala.models import LoadedModel
-from amygdala.training import TrainOptions, train, training_set
+from amygdala.pooling import PoolingSpec
+from amygdala.training import TrainOptions, train, training_texts
 
 pytestmark = pytest.mark.slow
 SEED = 6
@@ -54,8 +55,8 @@ def examples_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def uninterrupted(smollm2: LoadedModel, examples_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference: the same training through the Python API, in one go and without a cache."""
     output = tmp_path_factory.mktemp("reference") / "readout.safetensors"
-    artifact = train(smollm2, read_examples(examples_dir), TrainOptions(target_layers=LAYERS, pooling="mean",
-                                                                       batch_size=BATCH))
+    artifact = train(smollm2, read_examples(examples_dir), TrainOptions(target_layers=LAYERS,
+                                                                       pooling=PoolingSpec("mean"), batch_size=BATCH))
     save_artifact(artifact, output)
     return output
 
@@ -83,7 +84,7 @@ def _kill_after(process: subprocess.Popen[bytes], cache_dir: Path, n_chunks: int
 
 def test_train_killed_mid_run_resumes_to_a_byte_identical_artifact(examples_dir: Path, uninterrupted: Path,
                                                                    tmp_path: Path) -> None:
-    n_texts = len(training_set(read_examples(examples_dir)).texts)
+    n_texts = len(training_texts(read_examples(examples_dir)).texts)
     n_batches = math.ceil(n_texts / BATCH)
     assert n_batches >= 8, "too few batches to kill the run in the middle"
     kill_at = random.Random(SEED).randint(2, n_batches - 3)

@@ -17,7 +17,9 @@ from amygdala.directions import (
     StatsAccumulator,
     calibrate,
     compute_directions,
+    fit_directions,
 )
+from amygdala.splits import LabelledTexts
 
 HIDDEN, LAYERS = 32, (2, 5)
 
@@ -172,3 +174,18 @@ def test_lda_diagonal_equals_a_numpy_reference_and_ignores_a_huge_variance_dimen
     assert _cosine(vector, torch.tensor(reference)) > 0.99999
     dom_vector = compute_directions(stats, "diff_of_means")[0][0]
     assert _cosine(vector, torch.tensor(signal)) > 0.9 > 0.5 > _cosine(dom_vector, torch.tensor(signal))
+
+
+def test_fit_directions_recovers_a_planted_direction_and_leaves_unfit_concepts_nan() -> None:
+    generator = torch.Generator().manual_seed(3)
+    pooled = torch.randn((80, 1, 32), generator=generator)
+    planted = torch.zeros(32)
+    planted[5] = 1.0
+    positive = torch.zeros((80, 2), dtype=torch.bool)
+    positive[:40, 0] = True
+    pooled[:40, 0] += 3 * planted
+    negative = torch.stack([~positive[:, 0], torch.ones(80, dtype=torch.bool)], dim=1)  # "empty": no positives
+    data = LabelledTexts(("planted", "empty"), tuple(map(str, range(80))), tuple(map(str, range(80))), positive, negative)
+    vectors = fit_directions(pooled, data, [7], "diff_of_means")[7]
+    assert float(vectors[0] @ planted) > 0.9
+    assert bool(vectors[1].isnan().all())

@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 
 from amygdala.emotions import count_mentions
-from amygdala.examples import (Example, ExamplesError, ExtractOptions, heldout_split, read_examples_file,
-                               score_graph, tag_frequencies)
+from amygdala.examples import (
+    Example,
+    ExamplesError,
+    ExtractOptions,
+    heldout_split,
+    read_examples_file,
+    score_graph,
+    tag_frequencies,
+)
 from amygdala.extraction import cap_sizes, select_examples
 from amygdala.sources import MemoryNode
 from amygdala.sources.graph_file import read_graph_file

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from amygdala.artifact import ReadoutArtifact, save_artifact
+from amygdala.artifact import ModelIdentity, ReadoutArtifact, TrainingRecord, save_artifact
 from amygdala.cli import main
+from amygdala.pooling import PoolingSpec
 
 LAYERS = (0, 3, 5)
 
@@ -19,7 +20,9 @@ def vectors_path(tmp_path: Path) -> Path:
     generator = torch.Generator().manual_seed(11)
     vectors = {layer: torch.nn.functional.normalize(torch.randn(2, 16, generator=generator), dim=-1)
                for layer in LAYERS}
-    artifact = ReadoutArtifact(("joy", "fear"), LAYERS, vectors, 16, provenance={"model": {"id": "tiny-llama"}})
+    record = TrainingRecord(ModelIdentity("tiny-llama"), "diff_of_means", PoolingSpec(), "float32",
+                            {"joy": (1, 1), "fear": (1, 1)}, 2, "")
+    artifact = ReadoutArtifact(("joy", "fear"), LAYERS, vectors, 16, record=record)
     save_artifact(artifact, tmp_path / "readout.safetensors")
     return tmp_path / "readout.safetensors"
 

@@ -14,6 +14,7 @@ from amygdala.artifact import load_artifact
 from amygdala.cli import main
 from amygdala.layer_selection import LayerCurve, LayerSelectionError, layer_curve
 from amygdala.splits import LabelledTexts
+
 from eval_helpers import write_examples_dir
 
 
@@ -29,12 +30,12 @@ def _planted(signal_layers: tuple[int, ...], n_layers: int = 5, n: int = 96,
         pooled[: n // 3, layer, 0] += 4.0
         pooled[n // 3: 2 * n // 3, layer, 1] += 4.0
     keys = tuple(f"node{i}" for i in range(n))
-    return pooled, LabelledTexts(keys, keys, positive, ~positive)
+    return pooled, LabelledTexts(("a", "b"), keys, keys, positive, ~positive)
 
 
 def test_layer_curve_keeps_the_layers_that_carry_the_planted_signal() -> None:
     pooled, data = _planted((1, 3))
-    curve = layer_curve(pooled, data, ["a", "b"], [10, 11, 12, 13, 14], k=2, folds=4, seed=0)
+    curve = layer_curve(pooled, data, [10, 11, 12, 13, 14], k=2, folds=4, seed=0)
     assert curve.chosen == (11, 13)
     assert min(curve.mean_auroc[1], curve.mean_auroc[3]) > 0.95
     assert max(curve.mean_auroc[i] for i in (0, 2, 4)) < 0.75
@@ -52,7 +53,7 @@ def test_layer_curve_round_trips_through_json_with_nan() -> None:
 def test_layer_curve_rejects_impossible_options_in_one_message() -> None:
     pooled, data = _planted((1,))
     with pytest.raises(LayerSelectionError, match=r"k=9 must be within 1\.\.5.*folds=1 must be >= 2"):
-        layer_curve(pooled, data, ["a", "b"], list(range(5)), k=9, folds=1)
+        layer_curve(pooled, data, list(range(5)), k=9, folds=1)
 
 
 @pytest.mark.slow
@@ -64,7 +65,8 @@ def test_cli_train_auto_layers_records_the_curve_and_trains_the_chosen_layers(
                  "--pooling", "mean", "--skip-tokens", "1", "--output", str(output), "--no-progress"])
     assert code == 0
     artifact = load_artifact(output)
-    curve = LayerCurve.from_json(artifact.provenance["layer_selection"])
+    assert artifact.record is not None and artifact.record.layer_curve is not None
+    curve = artifact.record.layer_curve
     assert curve.layers == tuple(range(18)) and len(curve.chosen) == 3 and artifact.layers == curve.chosen
     best = sorted(range(18), key=lambda i: -curve.mean_auroc[i])[:3]
     assert set(curve.chosen) == set(best)

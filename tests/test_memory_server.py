@@ -11,12 +11,13 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
-from mcp_servers import free_port, memory_serve, official_server_command
 
 from amygdala.cli import main
 from amygdala.memory_server import build_memory_server, check_port_free, graph_payload, node_page
 from amygdala.sources import MemoryNode, SourceError
 from amygdala.sources.graph_file import write_graph_file
+
+from mcp_servers import free_port, memory_serve, official_server_command
 
 NODES = [MemoryNode(f"node-{i}", "journal", f"2026-01-{i + 1:02}", f"Entry {i}.\nwarmth:{i}") for i in range(7)]
 

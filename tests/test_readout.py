@@ -7,21 +7,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from readout_helpers import concept_artifact, identity_artifact, zscored_by_calibration
 
-from amygdala.activations import pool_texts
 from amygdala.artifact import ArtifactError, ReadoutArtifact, load_artifact, save_artifact
+from amygdala.capture import truncated_forward
 from amygdala.generation import SamplingOptions, generate
 from amygdala.models import LoadedModel
+from amygdala.pooling import PoolingSpec, pool_readout, pool_texts
 from amygdala.readout import (
     ReadoutError,
     ReadoutOptions,
     attach,
     parse_steer,
-    pool_readout,
     read_ids,
     read_text,
 )
+
+from readout_helpers import concept_artifact, identity_artifact, zscored_by_calibration
 
 pytestmark = pytest.mark.slow
 PROMPT = "Today I feel"
@@ -91,10 +92,9 @@ def test_attach_removes_its_hooks_even_on_error(smollm2: LoadedModel, smol_artif
     """Compared with the hooks present before: transformers 5 leaves its own output-capturing hook on every layer
     once any test ran the shared model with ``output_hidden_states=True``."""
     before = [dict(layer._forward_hooks) for layer in smollm2.layers]
-    with pytest.raises(RuntimeError, match="boom"):
-        with attach(smollm2, smol_artifact, ReadoutOptions(steer={"joy": 1.0})):
-            assert all(len(smollm2.layers[layer]._forward_hooks) > len(before[layer]) for layer in smol_artifact.layers)
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), attach(smollm2, smol_artifact, ReadoutOptions(steer={"joy": 1.0})):
+        assert all(len(smollm2.layers[layer]._forward_hooks) > len(before[layer]) for layer in smol_artifact.layers)
+        raise RuntimeError("boom")
     assert [dict(layer._forward_hooks) for layer in smollm2.layers] == before
 
 
@@ -116,25 +116,16 @@ def test_generate_readouts_equal_the_offline_readout_of_the_sequence(
     _close(torch.stack([step.readout for step in steps]), offline[len(prompt) - 1:])
 
 
-def test_generate_stop_string_cuts_the_text_and_ends(smollm2: LoadedModel) -> None:
-    prompt = smollm2.tokenizer(PROMPT).input_ids
-    free = "".join(step.text for step in generate(smollm2, prompt, SamplingOptions(max_tokens=8)))
-    stop = free.split()[2]
-    steps = list(generate(smollm2, prompt, SamplingOptions(max_tokens=8, stop=(stop,))))
-    assert steps[-1].finish_reason == "stop" and len(steps) < 8
-    assert "".join(step.text for step in steps) == free[:free.index(stop)]
-
-
 @pytest.mark.parametrize(("pooling", "skip_tokens"), [("last", 0), ("mean", 1)])
 def test_pool_texts_equals_the_runtime_hook_activations(gemma: LoadedModel, pooling: str, skip_tokens: int) -> None:
     """Training's pooled activations (batched, padded) are the residuals the readout hook sees at run time:
     an identity artifact (one concept per hidden unit) makes the readout the residual itself."""
     texts = ["I am so happy today!", "The rain kept falling on the quiet town all night."]
     layers = (3, 9, 14)
-    pooled = pool_texts(gemma, texts, layers, pooling=pooling, skip_tokens=skip_tokens, batch_size=2)
+    spec = PoolingSpec(pooling, skip_tokens)  # type: ignore[arg-type]
+    pooled = pool_texts(gemma, texts, layers, spec, batch_size=2)
     identity = identity_artifact(gemma, layers)
-    runtime = torch.stack([pool_readout(read_text(gemma, identity, text).values, pooling, skip_tokens=skip_tokens)
-                           for text in texts])
+    runtime = torch.stack([pool_readout(read_text(gemma, identity, text).values, spec) for text in texts])
     _close(runtime, pooled, rtol=1e-5)
 
 
@@ -147,8 +138,6 @@ def test_steering_adds_alpha_times_prompt_norm_times_unit_vector(smollm2: Loaded
     norm = float(unsteered[1:].norm(dim=-1).mean())
     options = ReadoutOptions(steer={"fear": alpha}, steer_layers=(layer,))
     with attach(smollm2, smol_artifact, options, stop_after_last=True) as reader:
-        from amygdala.activations import truncated_forward
-
         truncated_forward(smollm2.model, input_ids=torch.tensor([ids]))
         steered = reader.take()
         assert reader.steering_norms[layer] == pytest.approx(norm, rel=1e-5)

@@ -17,6 +17,7 @@ from amygdala.layer_selection import LayerCurve
 from amygdala.models import LoadedModel
 from amygdala.report import curve_table, example_texts, summary_table, write_report
 from amygdala.training import CAA_RECIPE, TrainOptions, train
+
 from eval_helpers import examples
 
 
@@ -26,7 +27,7 @@ def evaluation(tiny_model: LoadedModel) -> Evaluation:
     rows = examples()
     artifact = train(tiny_model, rows, TrainOptions(**CAA_RECIPE, target_layers=(1, 3)))
     kept = [r for r in rows if not (r.emotion == "fear" and r.split == "heldout" and r.polarity == "positive")]
-    return evaluate(tiny_model, artifact, kept, EvalOptions.from_artifact(artifact), example_texts(kept, 2))
+    return evaluate(tiny_model, artifact, kept, EvalOptions(), example_texts(kept, 2))
 
 
 def test_write_report_json_holds_every_figure_with_nan_as_null(evaluation: Evaluation, tmp_path: Path) -> None:

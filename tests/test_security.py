@@ -22,12 +22,13 @@ import anyio
 import httpx
 import pytest
 from mcp import Client
-from mcp_servers import free_port, memory_serve
 
 from amygdala.models import LoadedModel
 from amygdala.serve import Engine, ServeOptions, create_app, serve_in_thread
 from amygdala.sources import MemoryNode
 from amygdala.sources.graph_file import write_graph_file
+
+from mcp_servers import free_port, memory_serve
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "s3cret-key"

@@ -25,11 +25,12 @@ from typing import Any
 import httpx
 import pytest
 import torch
-from readout_helpers import concept_artifact
 
 from amygdala.artifact import ReadoutArtifact
 from amygdala.models import LoadedModel
 from amygdala.serve import Engine, ServeOptions, create_app, serve_in_thread
+
+from readout_helpers import concept_artifact
 
 pytestmark = pytest.mark.slow
 CONCURRENCY, N_REQUESTS, SEED = 16, 200, 6

@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mcp_servers import free_port, memory_serve, official_server_command
 
 from amygdala.sources import MemoryNode, SourceError
 from amygdala.sources.graph_file import bundled_sample_path, read_graph_file, write_graph_file
 from amygdala.sources.mcp_client import read_mcp_graph
+
+from mcp_servers import free_port, memory_serve, official_server_command
 
 NODES = [
     MemoryNode("journal-1", "journal", "2026-01-05T09:14:00Z", "First line.\nSecond line, café.\nwarmth:8 calm:2"),

@@ -8,8 +8,15 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from amygdala.tags import (TagError, format_content, format_score, format_tag_line, is_tag_line, parse_content,
-                           parse_tag_line)
+from amygdala.tags import (
+    TagError,
+    format_content,
+    format_score,
+    format_tag_line,
+    is_tag_line,
+    parse_content,
+    parse_tag_line,
+)
 
 BODY = "Spent the evening untangling the lock ordering in the journal replay path."
 

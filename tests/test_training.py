@@ -10,12 +10,21 @@ import torch
 from safetensors import safe_open
 
 from amygdala.activation_cache import ActivationCache
-from amygdala.activations import iter_pooled
-from amygdala.artifact import save_artifact
+from amygdala.artifact import ModelIdentity, save_artifact
 from amygdala.directions import DirectionError
 from amygdala.examples import Example
+from amygdala.layer_selection import AutoLayers
 from amygdala.models import LoadedModel, load_model
-from amygdala.training import CAA_RECIPE, TrainError, TrainOptions, data_sha256, default_target_layers, train, training_set
+from amygdala.pooling import PoolingSpec, iter_pooled
+from amygdala.training import (
+    CAA_RECIPE,
+    TrainError,
+    TrainOptions,
+    data_sha256,
+    default_target_layers,
+    train,
+    training_texts,
+)
 
 TEXTS = [
     "She laughed and hugged me at the station.",
@@ -42,11 +51,12 @@ def _examples(split: str = "train") -> list[Example]:
 
 def _many_examples(n_texts: int = 40) -> list[Example]:
     rng = random.Random(0)
-    words = "warm calm tense bright dark quiet loud gentle sharp soft rain sun".split()
+    words = ["warm", "calm", "tense", "bright", "dark", "quiet", "loud", "gentle", "sharp", "soft", "rain", "sun"]
     texts = [f"note {i}: " + " ".join(rng.choice(words) for _ in range(rng.randint(2, 9))) + rng.choice(".!?;")
              for i in range(n_texts)]
     return [Example(concept, "positive" if (i + shift) % 3 == 0 else "negative", text, f"k{i}", 5.0, "train")
-            for shift, concept in enumerate(("joy", "fear", "calm")) for i, text in enumerate(texts) if (i + shift) % 3 != 2]
+            for shift, concept in enumerate(("joy", "fear", "calm")) for i, text in enumerate(texts)
+            if (i + shift) % 3 != 2]
 
 
 class RowCounter:
@@ -71,7 +81,8 @@ def _reference_vectors(loaded: LoadedModel, layers: list[int]) -> tuple[dict[int
     last = []
     for text in TEXTS:
         with torch.no_grad():
-            hidden = loaded.model(**loaded.tokenizer(text, return_tensors="pt"), output_hidden_states=True).hidden_states
+            encoded = loaded.tokenizer(text, return_tensors="pt")
+            hidden = loaded.model(**encoded, output_hidden_states=True).hidden_states
         last.append(torch.stack([hidden[layer + 1][0, -1].double() for layer in layers]))
     pooled = torch.stack(last)
     vectors = {}
@@ -126,18 +137,18 @@ def test_train_uses_only_the_train_split(tiny_model: LoadedModel) -> None:
     heldout = [Example("joy", "positive", "An unrelated heldout text about nothing at all", "h", 9.0, "heldout")]
     plain, mixed = train(tiny_model, _examples(), options), train(tiny_model, _examples() + heldout, options)
     assert torch.equal(plain.vectors[2], mixed.vectors[2])
-    assert mixed.provenance["training"]["counts"]["joy"] == {"positive": 3, "negative": 3}
-    assert mixed.provenance["training"]["n_unique_texts"] == len(TEXTS)
+    assert mixed.record is not None and mixed.record.counts["joy"] == (3, 3)
+    assert mixed.record.n_unique_texts == len(TEXTS)
 
 
-def test_train_records_provenance(tiny_model: LoadedModel) -> None:
+def test_train_records_how_it_trained(tiny_model: LoadedModel) -> None:
     artifact = train(tiny_model, _examples(), TrainOptions(**CAA_RECIPE, target_layers=(1,)))
-    assert artifact.provenance["model"] == {"id": tiny_model.model_id, "fingerprint": tiny_model.fingerprint,
-                                            "n_layers": 4}
-    training = artifact.provenance["training"]
-    assert training["data_sha256"] == data_sha256(list(reversed(_examples())))
-    assert (training["method"], training["pooling"], training["forward_dtype"]) == ("diff_of_means", "last", "float32")
-    assert training["counts"]["anger"] == {"positive": 1, "negative": 4}
+    record = artifact.record
+    assert record is not None
+    assert record.model == ModelIdentity(tiny_model.model_id, tiny_model.fingerprint, 4)
+    assert record.data_sha256 == data_sha256(list(reversed(_examples())))
+    assert (record.method, record.pooling, record.forward_dtype) == ("diff_of_means", PoolingSpec("last", 0), "float32")
+    assert record.counts["anger"] == (1, 4) and record.layer_curve is None
     assert artifact.dtype == "float32" and default_target_layers(18) == (7, 10, 12, 15)
 
 
@@ -161,7 +172,7 @@ def test_train_names_a_concept_without_negatives_before_any_forward(tiny_model: 
 def test_train_refuses_a_text_that_is_both_positive_and_negative(tiny_model: LoadedModel) -> None:
     clash = Example("joy", "negative", TEXTS[0], "k0", 0.0, "train")
     with pytest.raises(TrainError, match="both positive and negative for joy"):
-        training_set(_examples() + [clash])
+        training_texts(_examples() + [clash])
 
 
 def test_train_in_bfloat16_keeps_float32_vectors_close_to_the_float32_run(tiny_model_dir: Path,
@@ -170,7 +181,8 @@ def test_train_in_bfloat16_keeps_float32_vectors_close_to_the_float32_run(tiny_m
     examples = _many_examples()
     bf16 = train(half, examples, TrainOptions(**CAA_RECIPE, target_layers=(3,), dtype="bfloat16"))
     fp32 = train(tiny_model, examples, TrainOptions(**CAA_RECIPE, target_layers=(3,)))
-    assert bf16.vectors[3].dtype == torch.float32 and bf16.provenance["training"]["forward_dtype"] == "bfloat16"
+    assert bf16.vectors[3].dtype == torch.float32 and bf16.record is not None
+    assert bf16.record.forward_dtype == "bfloat16"
     assert torch.nn.functional.cosine_similarity(bf16.vectors[3], fp32.vectors[3], dim=1).min() > 0.98
 
 
@@ -180,9 +192,10 @@ def test_train_resumes_from_an_interrupted_cache_to_a_byte_identical_artifact(ti
     same bytes as an uncached run. A third run, and one over fewer concepts, skip the model."""
     examples, cache_dir = _many_examples(), tmp_path / "cache"
     options = TrainOptions(**CAA_RECIPE, target_layers=(1, 3), batch_size=4, cache_dir=cache_dir)
-    save_artifact(train(tiny_model, examples, TrainOptions(**CAA_RECIPE, target_layers=(1, 3), batch_size=4)), tmp_path / "fresh.safetensors")
-    texts = training_set(examples).texts
-    stream = iter_pooled(tiny_model, texts, [1, 3], batch_size=4, cache=ActivationCache(cache_dir))
+    save_artifact(train(tiny_model, examples, TrainOptions(**CAA_RECIPE, target_layers=(1, 3), batch_size=4)),
+                  tmp_path / "fresh.safetensors")
+    texts = training_texts(examples).texts
+    stream = iter_pooled(tiny_model, texts, [1, 3], CAA_RECIPE["pooling"], batch_size=4, cache=ActivationCache(cache_dir))
     next(stream), next(stream)
     stream.close()
     (cache_dir / next(cache_dir.iterdir()).name / ".chunk-partial.safetensors.tmp").write_bytes(b"\x00" * 10)
@@ -196,3 +209,22 @@ def test_train_resumes_from_an_interrupted_cache_to_a_byte_identical_artifact(ti
     fresh = (tmp_path / "fresh.safetensors").read_bytes()
     assert (tmp_path / "resumed.safetensors").read_bytes() == fresh == (tmp_path / "cached.safetensors").read_bytes()
     assert (tmp_path / "resumed.json").read_bytes() == (tmp_path / "fresh.json").read_bytes()
+
+
+def test_train_with_auto_layers_trains_the_chosen_layers_and_records_the_curve(tiny_model: LoadedModel) -> None:
+    """Layer choice is a train option: ``train`` runs the selection (train split only) and records its curve."""
+    examples = _many_examples()
+    auto = train(tiny_model, examples, TrainOptions(target_layers=AutoLayers(k=2, folds=3), batch_size=4))
+    assert auto.record is not None and auto.record.layer_curve is not None
+    curve = auto.record.layer_curve
+    assert curve.layers == (0, 1, 2, 3) and len(curve.chosen) == 2 and auto.layers == curve.chosen
+    assert (curve.folds, curve.method, curve.n_train_texts) == (3, "lda_diagonal", auto.record.n_unique_texts)
+    fixed = train(tiny_model, examples, TrainOptions(target_layers=curve.chosen, batch_size=4))
+    for layer in curve.chosen:
+        assert torch.equal(auto.vectors[layer], fixed.vectors[layer])
+
+
+def test_train_refuses_impossible_auto_layers_before_any_forward(tiny_model: LoadedModel) -> None:
+    with RowCounter(tiny_model) as counter, pytest.raises(TrainError, match=r"k=9 must be within 1\.\.4.*folds=1"):
+        train(tiny_model, _examples(), TrainOptions(target_layers=AutoLayers(k=9, folds=1)))
+    assert counter.rows == 0

@@ -1,8 +1,8 @@
 """amygdala: learn emotion readout vectors from an agent's memory graph and read them out of a language model.
 
 Stages, one module each, meeting through files:
-sources -> tags -> examples -> extraction -> models/activations -> directions -> training -> artifact
--> evaluation -> readout -> serve
+sources -> tags -> examples -> extraction -> models -> capture/pooling -> directions -> training -> artifact
+-> evaluation -> readout -> serve (``pipeline`` runs the stages file to file, as the CLI does)
 
 Public names are imported lazily, so ``import amygdala`` (and the CLI's start) does not pay for torch or
 transformers until a stage needs them, and ``amygdala.artifact`` stays usable beside another transformers.
@@ -24,7 +24,9 @@ _PUBLIC = {
     "extract": "amygdala.extraction",
     "LoadedModel": "amygdala.models",
     "load_model": "amygdala.models",
-    "pool_texts": "amygdala.activations",
+    "pool_texts": "amygdala.pooling",
+    "PoolingSpec": "amygdala.pooling",
+    "TrainingRecord": "amygdala.artifact",
     "TrainOptions": "amygdala.training",
     "train": "amygdala.training",
     "ReadoutArtifact": "amygdala.artifact",

@@ -1,11 +1,12 @@
 """The activation cache: pooled per-text activations on disk, so a rerun skips the model.
 
 Layout: ``<cache_dir>/<namespace>/chunk-<sha>.safetensors``, where ``namespace`` is a hash of everything that
-changes the pooled vectors (model fingerprint, layers, pooling, skip_tokens, chat_template, forward dtype,
-max_length; ``key.json`` beside the chunks spells it out). Each chunk holds one forward batch: tensor
-``pooled`` ``[n_texts, n_layers, hidden]`` fp32 and, in its metadata, the sha256 of each text (row order).
-Chunks are written atomically as batches complete, so a killed run leaves only whole chunks behind and a rerun
-resumes after the last one. The cache is an explicit object passed to the stage that uses it; no global state.
+changes the pooled vectors (model fingerprint, layers, the ``PoolingSpec``, forward dtype). ``key.json`` beside
+the chunks spells the key out, flat, as amygdala 0.1.0 wrote it, so its caches stay valid. Each chunk holds one
+forward batch: tensor ``pooled`` ``[n_texts, n_layers, hidden]`` fp32 and, in its metadata, the sha256 of each
+text (row order). Chunks are written atomically as batches complete, so a killed run leaves only whole chunks
+behind and a rerun resumes after the last one. The cache is an explicit object passed to the stage that uses
+it; no global state.
 """
 
 from __future__ import annotations
@@ -14,14 +15,18 @@ import hashlib
 import json
 import logging
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
-from amygdala.artifact import atomic_write_bytes
+from amygdala.outputs import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from amygdala.pooling import PoolingSpec
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +45,17 @@ class CacheKey:
 
     model_fingerprint: str
     layers: tuple[int, ...]
-    pooling: str
-    skip_tokens: int
-    chat_template: bool
+    spec: PoolingSpec
     dtype: str
-    max_length: int | None
+
+    def fields(self) -> dict[str, Any]:
+        """The key as one flat JSON object (the 0.1.0 layout, so its namespaces are unchanged)."""
+        return {"model_fingerprint": self.model_fingerprint, "layers": list(self.layers),
+                "pooling": self.spec.pooling, "skip_tokens": self.spec.skip, "chat_template": self.spec.chat_template,
+                "dtype": self.dtype, "max_length": self.spec.max_length}
 
     def namespace(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:32]
+        return hashlib.sha256(json.dumps(self.fields(), sort_keys=True).encode()).hexdigest()[:32]
 
 
 class ActivationCache:
@@ -87,10 +95,12 @@ class ActivationCache:
 
     def store(self, key: CacheKey, digests: list[str], pooled: torch.Tensor) -> None:
         """Write one chunk atomically: ``pooled`` ``[len(digests), n_layers, hidden]``."""
-        assert pooled.shape[0] == len(digests) and pooled.shape[1] == len(key.layers)
+        if pooled.shape[0] != len(digests) or pooled.shape[1] != len(key.layers):
+            raise ValueError(f"a chunk of {len(digests)} texts x {len(key.layers)} layers cannot hold pooled "
+                             f"activations shaped {tuple(pooled.shape)}")
         folder = self._folder(key)
         if not (folder / "key.json").exists():
-            atomic_write_bytes(folder / "key.json", (json.dumps(asdict(key), indent=2) + "\n").encode())
+            atomic_write_bytes(folder / "key.json", (json.dumps(key.fields(), indent=2) + "\n").encode())
         name = hashlib.sha256("\n".join(digests).encode()).hexdigest()[:24]
         path = folder / f"chunk-{name}.safetensors"
         data = save({_TENSOR: pooled.detach().to("cpu", torch.float32).contiguous()},

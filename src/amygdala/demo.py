@@ -10,14 +10,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from amygdala.artifact import ReadoutArtifact, save_artifact
-from amygdala.evaluation import EvalOptions, Evaluation, evaluate
-from amygdala.examples import ExtractOptions, read_examples
+from amygdala.artifact import ReadoutArtifact
+from amygdala.evaluation import EvalOptions, Evaluation
+from amygdala.examples import ExtractOptions
 from amygdala.extraction import ExtractResult, extract
 from amygdala.models import DEFAULT_MODEL, load_model
-from amygdala.report import example_texts, write_report
+from amygdala.pipeline import evaluate_files, train_files
 from amygdala.sources.graph_file import bundled_sample_path, read_graph_file
-from amygdala.training import TrainOptions, train
+from amygdala.training import TrainOptions
 
 
 @dataclass(frozen=True)
@@ -49,19 +49,20 @@ def run_demo(options: DemoOptions = DemoOptions()) -> DemoResult:
     """extract -> train -> eval on the embedded defaults; returns what each stage produced and how long it took."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        seconds[stage] = time.perf_counter() - start - sum(seconds.values())
+
     graph = options.graph or bundled_sample_path()
     examples_dir = options.output_dir / "examples"
     extracted = extract(read_graph_file(graph), ExtractOptions(), examples_dir, f"file {graph}", force=True)
-    examples = read_examples(examples_dir)
-    seconds["extract"] = time.perf_counter() - start
+    lap("extract")
     loaded = load_model(options.model)
-    seconds["load_model"] = time.perf_counter() - start - seconds["extract"]
-    artifact = train(loaded, examples, options.train)
-    vectors_path = options.output_dir / "readout.safetensors"
-    manifest_path = save_artifact(artifact, vectors_path)
-    seconds["train"] = time.perf_counter() - start - seconds["extract"] - seconds["load_model"]
-    eval_options = EvalOptions.from_artifact(artifact, progress=options.train.progress)
-    evaluation = evaluate(loaded, artifact, examples, eval_options, example_texts(examples, 4))
-    report_paths = write_report(evaluation, options.output_dir / "report")
-    seconds["eval"] = time.perf_counter() - start - sum(seconds.values())
-    return DemoResult(extracted, artifact, vectors_path, manifest_path, evaluation, report_paths, seconds)
+    lap("load_model")
+    trained = train_files(examples_dir, options.output_dir / "readout.safetensors", options.train, model=loaded)
+    lap("train")
+    evaluated = evaluate_files(trained.vectors_path, examples_dir, options.output_dir / "report",
+                               EvalOptions(progress=options.train.progress), model=loaded, n_texts=4)
+    lap("eval")
+    return DemoResult(extracted, trained.artifact, trained.vectors_path, trained.manifest_path, evaluated.evaluation,
+                      (evaluated.json_path, evaluated.html_path), seconds)

@@ -18,32 +18,45 @@ in ``DIRECTION_METHODS``:
   ``α = LDA_DIAGONAL_SHRINKAGE``: shrinks Σ towards its own diagonal, so every hidden dimension keeps its
   variance and the few huge-variance residual dimensions of LMs stop dominating the direction. Best on the
   bundled sample (benchmarks/study_methods.py: held-out AUROC 0.84 vs 0.71 for diff_of_means, mean pooling).
+
+``fit_directions`` fits one method on a labelled subset of pooled texts (stability halves, layer selection's
+folds), leaving NaN rows for the concepts that subset cannot fit.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
 from amygdala.artifact import Calibration
+from amygdala.errors import AmygdalaError
+
+if TYPE_CHECKING:
+    from amygdala.splits import LabelledTexts
 
 MethodName = Literal["diff_of_means", "mean_centered", "lda", "lda_diagonal"]
+#: The measured best (benchmarks/study_methods.py), the default of training and of evaluation's stability halves.
+DEFAULT_METHOD: MethodName = "lda_diagonal"
 DirectionMethod = Callable[["ConceptStats", int], torch.Tensor]
 LDA_SHRINKAGE = 0.1
 LDA_DIAGONAL_SHRINKAGE = 0.9
 
 
-class DirectionError(ValueError):
+class DirectionError(AmygdalaError):
     """The labels or statistics cannot give a direction (a concept without positives or negatives, ...)."""
 
 
-def _batch_sums(pooled: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """(positive_sum [L,C,H], negative_sum, positive_count [C], negative_count, total_sum [L,H], second_moment [L,H,H])."""
+Sums = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _batch_sums(pooled: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> Sums:
+    """(positive_sum [L,C,H], negative_sum, positive_count [C], negative_count, total_sum [L,H],
+    second_moment [L,H,H])."""
     n_texts, n_layers, hidden = pooled.shape
-    assert positive.shape == negative.shape and positive.shape[0] == n_texts
     x = pooled.to(torch.float64)
     flat = x.reshape(n_texts, n_layers * hidden)
     pos, neg = positive.to(torch.float64), negative.to(torch.float64)
@@ -72,7 +85,7 @@ class ConceptStats:
     def from_pooled(cls, pooled: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
                     concepts: Sequence[str], layers: Sequence[int]) -> ConceptStats:
         """``pooled [B, L, H]``, ``positive``/``negative`` indicator matrices ``[B, C]`` (bool or 0/1)."""
-        assert pooled.shape[1] == len(layers) and positive.shape[1] == len(concepts)
+        check_shapes(pooled, positive, negative, n_concepts=len(concepts), n_layers=len(layers))
         return cls(tuple(concepts), tuple(layers), *_batch_sums(pooled, positive, negative), n_texts=pooled.shape[0])
 
     def merge(self, other: ConceptStats) -> ConceptStats:
@@ -123,12 +136,25 @@ class StatsAccumulator:
                       torch.zeros(n_layers, hidden_size, hidden_size, dtype=f64)]
 
     def add(self, pooled: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> None:
+        check_shapes(pooled, positive, negative, n_concepts=len(self.concepts), n_layers=len(self.layers))
         for total, part in zip(self._sums, _batch_sums(pooled, positive, negative)):
             total.add_(part)
         self.n_texts += pooled.shape[0]
 
     def freeze(self) -> ConceptStats:
-        return ConceptStats(self.concepts, self.layers, *(s.clone() for s in self._sums), n_texts=self.n_texts)
+        p_sum, n_sum, p_count, n_count, total, second = (s.clone() for s in self._sums)
+        return ConceptStats(self.concepts, self.layers, p_sum, n_sum, p_count, n_count, total, second, self.n_texts)
+
+
+def check_shapes(pooled: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, *, n_concepts: int,
+                 n_layers: int) -> None:
+    """``pooled [B, n_layers, H]`` and two label matrices ``[B, n_concepts]``, or one DirectionError naming them."""
+    expected = (pooled.shape[0], n_concepts)
+    if pooled.dim() != 3 or pooled.shape[1] != n_layers or tuple(positive.shape) != expected or (
+            tuple(negative.shape) != expected):
+        raise DirectionError(f"pooled activations {tuple(pooled.shape)} and labels {tuple(positive.shape)} / "
+                             f"{tuple(negative.shape)} do not fit: expected [texts, {n_layers} layers, hidden] and "
+                             f"[texts, {n_concepts} concepts] each")
 
 
 def check_counts(concepts: Sequence[str], positive: Sequence[int], negative: Sequence[int]) -> None:
@@ -212,3 +238,22 @@ def calibrate(stats: ConceptStats, vectors: dict[int, torch.Tensor]) -> Calibrat
         means[layer] = mean.to(torch.float32)
         stds[layer] = (second - mean.square()).clamp(min=0).sqrt().to(torch.float32)
     return Calibration(means, stds)
+
+
+def fit_directions(pooled: torch.Tensor, data: LabelledTexts, layers: Sequence[int],
+                   method: str | DirectionMethod) -> dict[int, torch.Tensor]:
+    """Unit vectors ``{layer: [C, H]}`` from ``pooled [n, L, H]`` (rows as ``data``) by ``method`` (a
+    ``DIRECTION_METHODS`` name or a function of that signature); NaN rows for concepts lacking positives or
+    negatives (the other concepts are fitted without them). One layer at a time, so memory stays ``H x H``."""
+    rule = DIRECTION_METHODS[method] if isinstance(method, str) else method
+    usable = (data.positive.sum(dim=0) > 0) & (data.negative.sum(dim=0) > 0)
+    keep = usable.nonzero().flatten().tolist()
+    vectors = {}
+    for position, layer in enumerate(layers):
+        out = torch.full((len(data.concepts), pooled.shape[-1]), math.nan)
+        if keep and (rule is not mean_centered or len(keep) > 1):
+            stats = ConceptStats.from_pooled(pooled[:, [position]], data.positive[:, keep], data.negative[:, keep],
+                                             [data.concepts[c] for c in keep], [layer])
+            out[keep] = rule(stats, layer).float()
+        vectors[layer] = out
+    return vectors

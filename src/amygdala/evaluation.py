@@ -1,7 +1,8 @@
 """Held-out evaluation of a readout artifact: separation, N-way ranking, cross-talk and stability.
 
-Everything is measured on pooled activations, pooled as the artifact was trained (``EvalOptions.from_artifact``
-reads pooling, skip_tokens, chat_template, max_length and method from the manifest provenance):
+Everything is measured on pooled activations, pooled as the artifact was trained (``EvalOptions.resolved`` takes
+the pooling spec and method from the artifact's training record unless the options set them), and projected and
+z-scored by ``readout.project_pooled``, the projection the offline readout and the server use:
 
 - **separation**, per concept and layer, on the ``heldout`` split: the AUROC of the raw projection ``x·v`` of
   the concept's positive texts against its negative texts (``sklearn.metrics.roc_auc_score``; 0.5 is chance),
@@ -23,47 +24,53 @@ reads pooling, skip_tokens, chat_template, max_length and method from the manife
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from sklearn.linear_model import Ridge
-from sklearn.metrics import roc_auc_score
 
 from amygdala.activation_cache import ActivationCache
-from amygdala.activations import Pooling, pool_texts
-from amygdala.artifact import Calibration, ReadoutArtifact, check_fits_model
-from amygdala.directions import DIRECTION_METHODS
+from amygdala.artifact import ReadoutArtifact, check_fits_model
+from amygdala.directions import DEFAULT_METHOD, DIRECTION_METHODS, fit_directions
+from amygdala.errors import AmygdalaError
 from amygdala.examples import Example
+from amygdala.metrics import (
+    cosine_matrix,
+    explained_by_others,
+    filtered_ranks,
+    phi_matrix,
+    random_unit_directions,
+    separation,
+)
 from amygdala.models import LoadedModel
-from amygdala.readout import ReadoutOptions, TextReadout, read_text
-from amygdala.splits import LabelledTexts, fit_directions, key_folds, labelled_texts
-logger = logging.getLogger(__name__)
+from amygdala.pooling import PoolingSpec, pool_texts
+from amygdala.readout import (
+    Projector,
+    ReadoutOptions,
+    TextReadout,
+    project_pooled,
+    projector_for,
+    read_text,
+    warn_if_other_model,
+)
+from amygdala.splits import LabelledTexts, key_folds, labelled_texts
 
 
-class EvalError(ValueError):
+class EvalError(AmygdalaError):
     """Evaluation inputs that cannot be measured: names every problem."""
 
 
 @dataclass(frozen=True)
 class EvalOptions:
-    """How to evaluate; pooling fields must match training (``from_artifact`` takes them from the manifest)."""
+    """How to evaluate; pooling must match training (``resolved`` takes it from the artifact's record)."""
 
-    pooling: Pooling = "last"
-    """Pooling of each text's residuals, as in training (``last`` or ``mean``)."""
-    skip_tokens: int = 0
-    """With ``mean`` pooling, the leading tokens left out, as in training."""
-    chat_template: bool = False
-    """Wrap texts in the chat template, as in training."""
-    max_length: int | None = None
-    """Keep each text's first N tokens, as in training."""
-    method: str = "diff_of_means"
-    """Direction method for the stability halves, as in training (a key of ``DIRECTION_METHODS``)."""
+    pooling: PoolingSpec | None = None
+    """How each text is pooled; None: as the artifact was trained (the default spec if it records none)."""
+    method: str | None = None
+    """Direction method for the stability halves (a key of ``DIRECTION_METHODS``); None: as trained."""
     batch_size: int = 8
     """Texts per forward pass."""
     seed: int = 0
@@ -79,88 +86,22 @@ class EvalOptions:
     progress: bool = False
     """Show a progress bar while pooling."""
 
-    @classmethod
-    def from_artifact(cls, artifact: ReadoutArtifact, **overrides: Any) -> EvalOptions:
-        """Options matching how ``artifact`` was trained (its provenance), then ``overrides`` (None = keep)."""
-        trained = artifact.provenance.get("training", {})
-        names = ("pooling", "skip_tokens", "chat_template", "max_length", "method")
-        options = cls(**{name: trained[name] for name in names if name in trained})
-        return replace(options, **{name: value for name, value in overrides.items() if value is not None})
+    def resolved(self, artifact: ReadoutArtifact) -> EvalOptions:
+        """These options with ``pooling`` and ``method`` set, from ``artifact``'s training record where None."""
+        trained = artifact.record.method if artifact.record is not None else DEFAULT_METHOD
+        return replace(self, pooling=self.pooling or artifact.pooling, method=self.method or trained)
 
+    @property
+    def spec(self) -> PoolingSpec:
+        """``pooling``, or the default spec while unresolved."""
+        return self.pooling or PoolingSpec()
 
-def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
-    """Area under the ROC curve of scores, positives against negatives; NaN when either side is empty."""
-    if len(positive) == 0 or len(negative) == 0:
-        return math.nan
-    labels = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
-    return float(roc_auc_score(labels, np.r_[positive, negative]))
-
-
-def cohens_d(positive: np.ndarray, negative: np.ndarray) -> float:
-    """``(mean(pos) - mean(neg)) / pooled std`` (n-1 dof); NaN with fewer than 3 scores or no spread."""
-    n1, n2 = len(positive), len(negative)
-    if n1 == 0 or n2 == 0 or n1 + n2 < 3:
-        return math.nan
-    spread = ((n1 - 1) * np.var(positive, ddof=1 if n1 > 1 else 0)
-              + (n2 - 1) * np.var(negative, ddof=1 if n2 > 1 else 0)) / (n1 + n2 - 2)
-    return float((np.mean(positive) - np.mean(negative)) / math.sqrt(spread)) if spread > 0 else math.nan
-
-
-def separation(scores: torch.Tensor, data: LabelledTexts) -> tuple[list[float], list[float]]:
-    """Per concept, AUROC and Cohen's d of ``scores [n_texts, n_concepts]``, positives against negatives."""
-    values = scores.double().numpy()
-    pairs = [(values[data.positive[:, c].numpy(), c], values[data.negative[:, c].numpy(), c])
-             for c in range(values.shape[1])]
-    return [auroc(p, n) for p, n in pairs], [cohens_d(p, n) for p, n in pairs]
-
-
-def random_unit_directions(n_layers: int, n_concepts: int, hidden: int, seed: int) -> torch.Tensor:
-    """Seeded random unit vectors ``[n_layers, n_concepts, hidden]`` (the chance baseline)."""
-    draws = torch.randn((n_layers, n_concepts, hidden), generator=torch.Generator().manual_seed(seed))
-    return draws / draws.norm(dim=-1, keepdim=True)
-
-
-def filtered_ranks(z: torch.Tensor, data: LabelledTexts) -> tuple[list[int], list[int], list[int]]:
-    """For each positive (text, concept): (true concept, its filtered rank from 1, best-scoring allowed concept)."""
-    truths, ranks, picks = [], [], []
-    for row, concept in data.positive.nonzero().tolist():
-        allowed = ~data.positive[row]
-        allowed[concept] = True
-        scores = torch.where(allowed, z[row], -math.inf)
-        truths.append(concept)
-        ranks.append(1 + int((scores > scores[concept]).sum()))
-        picks.append(int(scores.argmax()))
-    return truths, ranks, picks
-
-
-def cosine_matrix(vectors: torch.Tensor) -> torch.Tensor:
-    """Cosines between the rows of ``vectors [n_concepts, hidden]``."""
-    unit = vectors.double() / vectors.double().norm(dim=1, keepdim=True)
-    return unit @ unit.T
-
-
-def phi_matrix(labels: torch.Tensor) -> torch.Tensor:
-    """Phi coefficient (Pearson correlation of 0/1 labels) between the columns of ``labels [n, C]``; NaN where
-    a column is constant."""
-    x = labels.double()
-    centred = x - x.mean(dim=0)
-    spread = centred.norm(dim=0)
-    return (centred.T @ centred) / torch.outer(spread, spread)
-
-
-def explained_by_others(vectors: torch.Tensor, alpha: float) -> list[float]:
-    """Per concept, the ridge R² of its vector regressed on the other concepts' vectors (hidden dims as samples)."""
-    matrix = vectors.double().numpy()
-    explained = []
-    for c in range(matrix.shape[0]):
-        others = np.delete(matrix, c, axis=0).T
-        if others.shape[1] == 0:
-            explained.append(0.0)
-            continue
-        fit = Ridge(alpha=alpha, fit_intercept=False).fit(others, matrix[c])
-        residual = matrix[c] - fit.predict(others)
-        explained.append(float(1 - residual @ residual / (matrix[c] @ matrix[c])))
-    return explained
+    def to_json(self) -> dict[str, Any]:
+        """Flat, as the report stores the options (the spec's fields first)."""
+        fields = {name: value for name, value in asdict(self).items() if name != "pooling"}
+        spec = self.spec
+        return {"pooling": spec.pooling, "skip_tokens": spec.skip, "chat_template": spec.chat_template,
+                "max_length": spec.max_length, **fields}
 
 
 @dataclass(frozen=True)
@@ -251,7 +192,7 @@ def _check_inputs(artifact: ReadoutArtifact, heldout: LabelledTexts, train: Labe
                         "examples the artifact was trained on")
     if not heldout.texts:
         problems.append("no examples in the heldout split: extract with --heldout-fraction > 0")
-    if options.method not in DIRECTION_METHODS:
+    if (options.method or DEFAULT_METHOD) not in DIRECTION_METHODS:
         problems.append(f"method {options.method!r} is not one of {', '.join(DIRECTION_METHODS)}")
     if problems:
         raise EvalError("evaluation inputs: " + "; ".join(problems))
@@ -277,12 +218,12 @@ def _crosstalk(vectors: torch.Tensor, layer: int, concepts: Sequence[str], optio
     return CrossTalk(layer, tuple(tuple(row) for row in cosine.tolist()), tuple(explained), pairs, flagged)
 
 
-def _calibration(artifact: ReadoutArtifact, train_raw: torch.Tensor) -> Calibration:
-    """The manifest's calibration, else the mean and std of the projections over the train texts."""
-    if artifact.calibration is not None:
-        return artifact.calibration
-    return Calibration({layer: train_raw[:, i].mean(dim=0) for i, layer in enumerate(artifact.layers)},
-                       {layer: train_raw[:, i].std(dim=0, correction=0) for i, layer in enumerate(artifact.layers)})
+def _calibrated(projector: Projector, train_pooled: torch.Tensor) -> Projector:
+    """The projector with the manifest's calibration, else the mean and std of the projections of the train texts."""
+    if projector.mean is not None and projector.std is not None:
+        return projector
+    raw = project_pooled(train_pooled, projector, zscore=False)
+    return replace(projector, mean=raw.mean(dim=0), std=raw.std(dim=0, correction=0))
 
 
 def evaluate(loaded: LoadedModel, artifact: ReadoutArtifact, examples: Sequence[Example],
@@ -290,24 +231,21 @@ def evaluate(loaded: LoadedModel, artifact: ReadoutArtifact, examples: Sequence[
     """Measure ``artifact`` on the held-out split of ``examples`` (see the module docstring for each figure);
     ``texts`` are ``(label, text)`` pairs read out token by token, for eyeballing generalisation."""
     check_fits_model(artifact, n_layers=loaded.n_layers, hidden_size=loaded.hidden_size, model_id=loaded.model_id)
-    if artifact.provenance.get("model", {}).get("fingerprint", loaded.fingerprint) != loaded.fingerprint:
-        logger.warning("evaluating on %s, not the model the vectors were trained on", loaded.model_id)
+    warn_if_other_model(loaded, artifact)
+    options = options.resolved(artifact)
     concepts, layers = artifact.concepts, artifact.layers
     heldout, train = (labelled_texts(examples, concepts, split) for split in ("heldout", "train"))
     _check_inputs(artifact, heldout, train, options)
-    pooled = pool_texts(loaded, heldout.texts + train.texts, layers, pooling=options.pooling,
-                        skip_tokens=options.skip_tokens, chat_template=options.chat_template,
-                        max_length=options.max_length, batch_size=options.batch_size, progress=options.progress,
-                        cache=ActivationCache(options.cache_dir) if options.cache_dir else None)
+    pooled = pool_texts(loaded, heldout.texts + train.texts, layers, options.spec, batch_size=options.batch_size,
+                        cache=ActivationCache(options.cache_dir) if options.cache_dir else None,
+                        progress=options.progress)
     held, fit = pooled[:len(heldout.texts)], pooled[len(heldout.texts):]
-    vectors = artifact.stacked()
-    raw = torch.einsum("nlh,lch->nlc", held, vectors)
-    baseline = torch.einsum("nlh,lch->nlc", held,
-                            random_unit_directions(len(layers), len(concepts), loaded.hidden_size, options.seed))
-    calibration = _calibration(artifact, torch.einsum("nlh,lch->nlc", fit, vectors))
-    z = (raw - torch.stack([calibration.mean[l] for l in layers])) / torch.stack([calibration.std[l] for l in layers])
+    projector = _calibrated(projector_for(artifact), fit)
+    raw, z = project_pooled(held, projector, zscore=False), project_pooled(held, projector, zscore=True)
+    random = random_unit_directions(len(layers), len(concepts), loaded.hidden_size, options.seed)
+    baseline = project_pooled(held, Projector(concepts, layers, random, None, None), zscore=False)
     halves = key_folds(train.keys, 2, options.seed)
-    a, b = (fit_directions(fit[rows], train.subset(rows), concepts, layers, options.method) for rows in halves)
+    a, b = (fit_directions(fit[rows], train.subset(rows), layers, options.method or DEFAULT_METHOD) for rows in halves)
     scores = []
     for i, layer in enumerate(layers):
         (aurocs, ds), (rand_aurocs, rand_ds) = separation(raw[:, i], heldout), separation(baseline[:, i], heldout)
@@ -317,10 +255,11 @@ def evaluate(loaded: LoadedModel, artifact: ReadoutArtifact, examples: Sequence[
                    for c, concept in enumerate(concepts)]
     rankings = [_ranking(z[:, i], heldout, layer) for i, layer in enumerate(layers)]
     phi = phi_matrix(labelled_texts(examples, concepts, None).positive)
-    readouts = [read_text(loaded, artifact, text, ReadoutOptions(zscore=artifact.calibration is not None))
-                for _, text in texts]
+    readouts = [read_text(loaded, artifact, text, ReadoutOptions(zscore=artifact.calibration is not None),
+                          spec=options.spec) for _, text in texts]
     return Evaluation(loaded.model_id, concepts, layers, options, tuple(sorted(scores, key=lambda s: s.concept)),
                       (*rankings, _ranking(z.mean(dim=1), heldout, None)), tuple(tuple(r) for r in phi.tolist()),
-                      tuple(_crosstalk(vectors[i], layer, concepts, options) for i, layer in enumerate(layers)),
+                      tuple(_crosstalk(projector.vectors[i], layer, concepts, options)
+                            for i, layer in enumerate(layers)),
                       len(heldout.texts), len(train.texts), tuple(readouts), tuple(label for label, _ in texts),
                       artifact.calibration is not None)

@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from amygdala.emotions import mention_pattern, normalize_name, reference_clusters
+from amygdala.emotions import normalize_name, reference_clusters
+from amygdala.errors import AmygdalaError
 from amygdala.sources import MemoryNode
 from amygdala.tags import parse_content
 
@@ -35,7 +36,7 @@ POLARITIES: tuple[Polarity, ...] = ("positive", "negative")
 SPLITS: tuple[Split, ...] = ("train", "heldout")
 
 
-class ExamplesError(ValueError):
+class ExamplesError(AmygdalaError):
     """An examples directory or file is unusable: names the file, the line and the problem."""
 
 
@@ -100,7 +101,8 @@ def read_examples(directory: Path, emotions: list[str] | None = None) -> list[Ex
         raise ExamplesError(f"training data dir {directory} does not exist")
     files = {p.stem: p for p in sorted(directory.glob("*.jsonl"))}
     if not files:
-        raise ExamplesError(f"training data dir {directory} holds no <emotion>.jsonl files: run `amygdala extract` first")
+        raise ExamplesError(f"training data dir {directory} holds no <emotion>.jsonl files: "
+                            "run `amygdala extract` first")
     wanted = sorted(files) if emotions is None else emotions
     unknown = [name for name in wanted if name not in files]
     if unknown:

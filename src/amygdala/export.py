@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from amygdala.artifact import ReadoutArtifact, load_artifact
+from amygdala.errors import AmygdalaError
 from amygdala.outputs import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 CONTROL_VECTOR_ARCH = "controlvector"
 
 
-class ExportError(ValueError):
+class ExportError(AmygdalaError):
     """An export request does not fit its artifact (unknown concept, bad scale, no exportable layer)."""
 
 
@@ -80,10 +81,7 @@ def _write_gguf(path: Path, directions: dict[int, np.ndarray], model_hint: str) 
 
 
 def _model_hint(artifact: ReadoutArtifact) -> str:
-    model = artifact.provenance.get("model")
-    if isinstance(model, dict) and model.get("id"):
-        return str(model["id"])
-    return str(artifact.provenance.get("model_id", "unknown"))
+    return artifact.record.model.id if artifact.record is not None else "unknown"
 
 
 def export_control_vector(

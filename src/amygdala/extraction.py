@@ -18,8 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from amygdala.emotions import mention_pattern, normalize_name
-from amygdala.examples import (POLARITIES, SPLITS, Example, ExamplesError, ExtractOptions, Polarity, ScoredGraph,
-                               ScoredNode, SkippedNode, seeded_fraction, score_graph)
+from amygdala.examples import (
+    POLARITIES,
+    SPLITS,
+    Example,
+    ExamplesError,
+    ExtractOptions,
+    Polarity,
+    ScoredGraph,
+    ScoredNode,
+    SkippedNode,
+    score_graph,
+    seeded_fraction,
+)
 from amygdala.outputs import OutputError, check_output_path
 from amygdala.sources import MemoryNode
 
@@ -85,7 +96,8 @@ def choose_emotions(graph: ScoredGraph, options: ExtractOptions,
     need = f"positives (score >= {options.min_positive_score:g}, min_positives={options.min_positives})"
     if options.emotions is not None:
         requested = sorted({normalize_name(name) for name in options.emotions})
-        short = [f"{name} has {counts.get(name, 0)}" for name in requested if counts.get(name, 0) < options.min_positives]
+        short = [f"{name} has {counts.get(name, 0)}" for name in requested
+                 if counts.get(name, 0) < options.min_positives]
         if short:
             raise ExamplesError(f"too few {need} in {source}: {'; '.join(short)}; most positives: "
                                 f"{_most_positive(counts)}; pick other --emotions or lower --min-positives")

@@ -13,13 +13,14 @@ from typing import Any, Literal
 
 import torch
 
+from amygdala.errors import AmygdalaError
 from amygdala.models import LoadedModel
 from amygdala.readout import AttachedReadout
 
 FinishReason = Literal["stop", "length"]
 
 
-class GenerationError(ValueError):
+class GenerationError(AmygdalaError):
     """Sampling options that cannot work: names the option, the value and the allowed range."""
 
 

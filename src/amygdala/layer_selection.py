@@ -1,86 +1,75 @@
-"""``--target-layers auto``: measure every layer of the model on the train split and keep the best k.
+"""``TrainOptions(target_layers=AutoLayers(k))`` (``--target-layers auto:K``): measure every layer of the model on
+the train split and keep the best k.
 
 The ``train`` split's nodes are dealt into ``folds`` parts by node key (seeded). For each part, directions are
 fitted on the other parts and measured on it: per concept and layer, the AUROC of the projection of the part's
 positives against its negatives. A concept's AUROC at a layer is its mean over the parts where it has positives
 and negatives; a layer's score is the mean over concepts. The ``k`` best layers (ties: the shallower) are kept.
 The held-out split is never read, so ``amygdala eval`` stays an unbiased measurement of the chosen layers.
+``training.train`` runs the selection and records the curve in the artifact's ``TrainingRecord``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 
 from amygdala.activation_cache import ActivationCache
-from amygdala.activations import pool_texts
-from amygdala.directions import DirectionMethod
-from amygdala.evaluation import separation
-from amygdala.examples import Example
+from amygdala.artifact import LayerCurve
+from amygdala.directions import DirectionMethod, fit_directions
+from amygdala.errors import AmygdalaError
+from amygdala.metrics import separation
 from amygdala.models import LoadedModel
-from amygdala.splits import LabelledTexts, fit_directions, key_folds, labelled_texts
-from amygdala.training import TrainOptions
+from amygdala.pooling import PoolingSpec, pool_texts
+from amygdala.splits import LabelledTexts, key_folds
 
+__all__ = ["AutoLayers", "LayerCurve", "LayerSelectionError", "layer_curve", "select_layers", "selection_problems"]
 DEFAULT_K = 4
 DEFAULT_FOLDS = 4
 
 
-class LayerSelectionError(ValueError):
+class LayerSelectionError(AmygdalaError):
     """Layer selection cannot run with these options or examples: names every problem."""
 
 
 @dataclass(frozen=True)
-class LayerCurve:
-    """Validation AUROC of every layer (mean and min over concepts) and the layers chosen from it."""
+class AutoLayers:
+    """Choose the target layers from the data: the ``k`` best by validation AUROC over ``folds`` node folds."""
 
-    layers: tuple[int, ...]
-    mean_auroc: tuple[float, ...]
-    min_auroc: tuple[float, ...]
-    chosen: tuple[int, ...]
-    method: str
-    folds: int
-    seed: int
-    n_train_texts: int
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready (NaN as None): stored in the manifest under ``layer_selection``."""
-        return {name: [None if isinstance(v, float) and math.isnan(v) else v for v in value]
-                if isinstance(value, tuple) else value for name, value in asdict(self).items()}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> LayerCurve:
-        floats = {name: tuple(math.nan if v is None else float(v) for v in data[name])
-                  for name in ("mean_auroc", "min_auroc")}
-        return cls(tuple(int(v) for v in data["layers"]), floats["mean_auroc"], floats["min_auroc"],
-                   tuple(int(v) for v in data["chosen"]), str(data["method"]), int(data["folds"]),
-                   int(data["seed"]), int(data["n_train_texts"]))
+    k: int = DEFAULT_K
+    folds: int = DEFAULT_FOLDS
+    seed: int = 0
 
 
-def _check(n_layers: int, k: int, folds: int, data: LabelledTexts) -> None:
+def selection_problems(n_layers: int, auto: AutoLayers, data: LabelledTexts) -> list[str]:
+    """What makes the selection impossible (empty when nothing), before any forward pass."""
     problems = []
-    if not 1 <= k <= n_layers:
-        problems.append(f"k={k} must be within 1..{n_layers} (the layers measured)")
-    if folds < 2:
-        problems.append(f"folds={folds} must be >= 2")
-    if len(set(data.keys)) < folds:
-        problems.append(f"the train split has {len(set(data.keys))} node(s), fewer than folds={folds}")
-    if problems:
+    if not 1 <= auto.k <= n_layers:
+        problems.append(f"k={auto.k} must be within 1..{n_layers} (the layers measured)")
+    if auto.folds < 2:
+        problems.append(f"folds={auto.folds} must be >= 2")
+    if len(set(data.keys)) < auto.folds:
+        problems.append(f"the train split has {len(set(data.keys))} node(s), fewer than folds={auto.folds}")
+    return problems
+
+
+def _check(n_layers: int, auto: AutoLayers, data: LabelledTexts) -> None:
+    if problems := selection_problems(n_layers, auto, data):
         raise LayerSelectionError("layer selection: " + "; ".join(problems))
 
 
-def layer_curve(pooled: torch.Tensor, data: LabelledTexts, concepts: Sequence[str], layers: Sequence[int], *,
+def layer_curve(pooled: torch.Tensor, data: LabelledTexts, layers: Sequence[int], *,
                 method: str | DirectionMethod = "diff_of_means", k: int = DEFAULT_K, folds: int = DEFAULT_FOLDS,
                 seed: int = 0) -> LayerCurve:
     """The curve from train-split activations ``pooled [n_texts, len(layers), hidden]`` (rows as ``data``)."""
-    _check(len(layers), k, folds, data)
-    per_fold = torch.full((folds, len(layers), len(concepts)), math.nan, dtype=torch.float64)
+    _check(len(layers), AutoLayers(k, folds, seed), data)
+    per_fold = torch.full((folds, len(layers), len(data.concepts)), math.nan, dtype=torch.float64)
     for fold, rows in enumerate(key_folds(data.keys, folds, seed)):
         rest = sorted(set(range(len(data.texts))) - set(rows))
-        vectors = fit_directions(pooled[rest], data.subset(rest), concepts, layers, method)
+        vectors = fit_directions(pooled[rest], data.subset(rest), layers, method)
         part = data.subset(rows)
         for position, layer in enumerate(layers):
             scores = pooled[rows, position] @ vectors[layer].T
@@ -96,15 +85,10 @@ def layer_curve(pooled: torch.Tensor, data: LabelledTexts, concepts: Sequence[st
                       getattr(method, "__name__", str(method)), folds, seed, len(data.texts))
 
 
-def select_layers(loaded: LoadedModel, examples: Sequence[Example], options: TrainOptions = TrainOptions(), *,
-                  k: int = DEFAULT_K, folds: int = DEFAULT_FOLDS, seed: int = 0) -> LayerCurve:
-    """Pool the train split at every layer (as ``options`` pool for training) and rank the layers."""
-    concepts = sorted({example.emotion for example in examples})
-    data = labelled_texts(examples, concepts, "train")
-    _check(loaded.n_layers, k, folds, data)
+def select_layers(loaded: LoadedModel, data: LabelledTexts, auto: AutoLayers, *, spec: PoolingSpec, method: str,
+                  batch_size: int = 8, cache: ActivationCache | None = None, progress: bool = False) -> LayerCurve:
+    """Pool ``data`` (the train split) at every layer as training pools, and rank the layers."""
+    _check(loaded.n_layers, auto, data)
     layers = list(range(loaded.n_layers))
-    pooled = pool_texts(loaded, data.texts, layers, pooling=options.pooling, skip_tokens=options.pooled_skip_tokens,
-                        chat_template=options.chat_template, batch_size=options.batch_size,
-                        max_length=options.max_length, progress=options.progress,
-                        cache=ActivationCache(options.cache_dir) if options.cache_dir else None)
-    return layer_curve(pooled, data, concepts, layers, method=options.method, k=k, folds=folds, seed=seed)
+    pooled = pool_texts(loaded, data.texts, layers, spec, batch_size=batch_size, cache=cache, progress=progress)
+    return layer_curve(pooled, data, layers, method=method, k=auto.k, folds=auto.folds, seed=auto.seed)

@@ -10,11 +10,11 @@ Tools (read-only; the server serves only the file it was started with, read once
 
 from __future__ import annotations
 
-import socket
 from typing import TYPE_CHECKING
 
 from typing_extensions import TypedDict  # pydantic needs it for output schemas on Python < 3.12
 
+from amygdala.ports import bind_error
 from amygdala.sources import MemoryNode, SourceError
 
 if TYPE_CHECKING:
@@ -24,7 +24,10 @@ MCP_PATH = "/mcp"
 MAX_PAGE_SIZE = 5000
 DEFAULT_PAGE_SIZE = 500
 
-Entity = TypedDict("Entity", {"name": str, "entityType": str, "observations": list[str]})
+class Entity(TypedDict):
+    name: str
+    entityType: str
+    observations: list[str]
 Relation = TypedDict("Relation", {"from": str, "to": str, "relationType": str})
 
 
@@ -90,13 +93,9 @@ def build_memory_server(nodes: list[MemoryNode], name: str = "amygdala-memory") 
 
 def check_port_free(host: str, port: int) -> None:
     """Raise ``SourceError`` naming host and port when the address cannot be bound (checked before serving)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise SourceError(f"cannot serve on {host}:{port}: {exc.strerror or exc}; choose another --port "
-                              f"or stop the process using it") from None
+    if (reason := bind_error(host, port)) is not None:
+        raise SourceError(f"cannot serve on {host}:{port}: {reason}; choose another --port "
+                          f"or stop the process using it")
 
 
 def serve_memory(nodes: list[MemoryNode], host: str = "127.0.0.1", port: int = 7777) -> None:

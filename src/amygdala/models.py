@@ -19,10 +19,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
+
+from amygdala.errors import AmygdalaError
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ _TORCH_DTYPES: dict[DtypeName, torch.dtype] = {
 }
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(AmygdalaError):
     """The model spec does not name a loadable model."""
 
 
@@ -54,6 +56,11 @@ class LoadedModel:
     dtype: DtypeName
 
     @property
+    def _config(self) -> Any:
+        """The HF config (``nn.Module`` attribute access is untyped)."""
+        return self.model.config
+
+    @property
     def layers(self) -> nn.ModuleList:
         return decoder_layers(self.model)
 
@@ -63,7 +70,7 @@ class LoadedModel:
 
     @property
     def hidden_size(self) -> int:
-        return int(self.model.config.get_text_config().hidden_size)
+        return int(self._config.get_text_config().hidden_size)
 
     @property
     def device(self) -> torch.device:
@@ -72,11 +79,11 @@ class LoadedModel:
     @property
     def context_length(self) -> int | None:
         """Most positions the model was built for (``max_position_embeddings``), if its config says."""
-        value = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+        value = getattr(self._config.get_text_config(), "max_position_embeddings", None)
         return int(value) if isinstance(value, int) and value > 0 else None
 
 
-class ContextLengthError(ValueError):
+class ContextLengthError(AmygdalaError):
     """A text has more tokens than the model has positions: a forward over it would be garbage, or run out of
     memory (a huge memory node)."""
 
@@ -96,12 +103,8 @@ def canonical_dtype(name: str) -> DtypeName:
     """Map ``bf16``/``fp16``/``fp32`` style names to the canonical torch dtype name."""
     key = name.strip().lower().removeprefix("torch.")
     if key not in _DTYPE_ALIASES:
-        raise ValueError(f"dtype {name!r} is not supported: use float32, bfloat16 or float16")
+        raise ModelLoadError(f"dtype {name!r} is not supported: use float32, bfloat16 or float16")
     return _DTYPE_ALIASES[key]
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    return _TORCH_DTYPES[canonical_dtype(name)]
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -159,7 +162,7 @@ def convert_gguf(gguf_path: Path) -> Path:
     logger.info("converting %s to %s (once)", gguf_path, target)
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     # The GGUF quantizer stays attached after dequantizing; save_pretrained would refuse or re-quantize.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
@@ -209,7 +212,8 @@ def _offloaded_weight(model: nn.Module, name: str) -> torch.Tensor:
 def model_fingerprint(model: nn.Module) -> str:
     """A sha256 over the config and a strided sample of every weight: cheap for 27B, changes with any retrain.
     Weights offloaded by a ``device_map`` are read from their offload, so a split model hashes as the whole."""
-    digest = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
+    config: Any = model.config
+    digest = hashlib.sha256(config.to_json_string(use_diff=False).encode())
     with torch.no_grad():
         for name, tensor in sorted(model.state_dict().items()):
             if tensor.device.type == "meta":
@@ -257,7 +261,7 @@ def load_model(
     with _loading_bars_only_on_a_terminal():
         folder, model_id = resolve_model_path(spec)
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
+        model: Any = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if device_map is None:

@@ -3,8 +3,9 @@
 - ``project_readout`` is the one projection that the offline ``amygdala readout`` and the server share: the
   raw dot products of a residual with each concept's unit vector, optionally z-scored with the manifest's
   calibration, ``(x - mean) / std``.
+- ``project_pooled`` applies it to pooled activations ``[texts, layers, hidden]`` (evaluation).
 - ``attach`` hooks the artifact's layers (``layer_<idx>`` = output of decoder block idx = HF
-  ``hidden_states[idx + 1]``) through ``activations.capture_residuals``, the capture training uses, and keeps
+  ``hidden_states[idx + 1]``) through ``capture.capture_residuals``, the capture training uses, and keeps
   the readout of the last forward pass. The offline readout is one forward pass over a whole text; generation
   (``amygdala.generation``) runs one forward pass per sampled token, so a generated token's readout is the
   residual at the position that produced it (generated token k, 0-based: position ``prompt_len - 1 + k``).
@@ -21,22 +22,23 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from amygdala.activations import capture_residuals, encode_texts, residual_from_output, truncated_forward
 from amygdala.artifact import ReadoutArtifact, check_fits_model
+from amygdala.capture import capture_residuals, encode_texts, residual_from_output, truncated_forward
+from amygdala.errors import AmygdalaError
 from amygdala.models import LoadedModel, check_context_length
+from amygdala.pooling import PoolingSpec
 
 logger = logging.getLogger(__name__)
-Pooling = Literal["last", "mean"]
 _UNIT_TOLERANCE = 1e-2
 
 
-class ReadoutError(ValueError):
+class ReadoutError(AmygdalaError):
     """A readout request does not fit its artifact (z-score without calibration, unknown steered concept...)."""
 
 
@@ -100,6 +102,13 @@ def project_readout(residual: torch.Tensor, projector: Projector, position: int,
     if projector.mean is None or projector.std is None:
         raise ReadoutError("z-scores need a manifest with calibration; this artifact has none: drop zscore")
     return (raw - projector.mean[position]) / projector.std[position]
+
+
+def project_pooled(pooled: torch.Tensor, projector: Projector, *, zscore: bool) -> torch.Tensor:
+    """``project_readout`` of pooled activations ``[n, n_layers, hidden]`` (layers as the projector's) at every
+    layer: ``[n, n_layers, n_concepts]``."""
+    return torch.stack([project_readout(pooled[:, position], projector, position, zscore=zscore)
+                        for position in range(len(projector.layers))], dim=1)
 
 
 def parse_steer(specs: Sequence[str]) -> dict[str, float]:
@@ -239,10 +248,11 @@ def read_ids(loaded: LoadedModel, artifact: ReadoutArtifact, token_ids: Sequence
 
 
 def read_text(loaded: LoadedModel, artifact: ReadoutArtifact, text: str, options: ReadoutOptions | None = None,
-              *, chat_template: bool = False, max_length: int | None = None) -> TextReadout:
-    """Per-token readout of ``text``, tokenised as training tokenises it (``activations.encode_texts``: the
-    tokenizer's special tokens, or one user turn of the chat template; the first ``max_length`` tokens)."""
-    ids = encode_texts(loaded.tokenizer, [text], chat_template=chat_template, max_length=max_length)[0]
+              *, spec: PoolingSpec = PoolingSpec()) -> TextReadout:
+    """Per-token readout of ``text``, tokenised as training tokenises it (``capture.encode_texts``: the
+    tokenizer's special tokens, or one user turn of the chat template with ``spec.chat_template``; the first
+    ``spec.max_length`` tokens). Pass ``artifact.pooling`` to read as the artifact was trained."""
+    ids = encode_texts(loaded.tokenizer, [text], chat_template=spec.chat_template, max_length=spec.max_length)[0]
     if not ids:
         raise ReadoutError(f"text {text[:40]!r} has no tokens: drop empty texts")
     check_context_length(loaded, [ids], [text], "shorten it, or train with --max-length (readout then cuts there)")
@@ -252,40 +262,18 @@ def read_text(loaded: LoadedModel, artifact: ReadoutArtifact, text: str, options
 
 
 def read_texts(loaded: LoadedModel, artifact: ReadoutArtifact, texts: Sequence[str],
-               options: ReadoutOptions | None = None, *, chat_template: bool = False, max_length: int | None = None,
+               options: ReadoutOptions | None = None, *, spec: PoolingSpec = PoolingSpec(),
                progress: bool = False) -> list[TextReadout]:
     """``read_text`` for each text (one forward pass each, so no padding enters any readout), with a progress bar
     when asked and on a TTY."""
     warn_if_other_model(loaded, artifact)
-    return [read_text(loaded, artifact, text, options, chat_template=chat_template, max_length=max_length)
+    return [read_text(loaded, artifact, text, options, spec=spec)
             for text in tqdm(texts, desc="readout", unit="text", disable=None if progress else True, leave=False)]
 
 
 def warn_if_other_model(loaded: LoadedModel, artifact: ReadoutArtifact) -> None:
-    """Log a warning when the manifest records a different model fingerprint than the one attached."""
-    trained_on = artifact.provenance.get("model")
-    if isinstance(trained_on, dict) and trained_on.get("fingerprint") not in (None, loaded.fingerprint):
+    """Log a warning when the training record names a different model fingerprint than the one attached."""
+    trained_on = artifact.record.model if artifact.record is not None else None
+    if trained_on is not None and trained_on.fingerprint not in (None, loaded.fingerprint):
         logger.warning("artifact was trained on %s, reading out %s: the directions may not mean the same",
-                       trained_on.get("id", "another model"), loaded.model_id)
-
-
-def trained_text_options(artifact: ReadoutArtifact) -> tuple[Pooling, int, bool, int | None]:
-    """``(pooling, skip_tokens, chat_template, max_length)`` as the manifest records training used them
-    (defaults ``("last", 0, False, None)``), so an offline readout pools as the calibration was measured."""
-    training = artifact.provenance.get("training")
-    training = training if isinstance(training, dict) else {}
-    pooling = training.get("pooling", "last")
-    return (pooling if pooling in ("last", "mean") else "last", int(training.get("skip_tokens") or 0),
-            bool(training.get("chat_template", False)), training.get("max_length"))
-
-
-def pool_readout(values: torch.Tensor, pooling: Pooling, *, skip_tokens: int = 0) -> torch.Tensor:
-    """One ``[n_layers, n_concepts]`` readout per text, pooled as training pools residuals
-    (``activations.POOLINGS``): the last token's, or the mean over the tokens after the first ``skip_tokens``
-    (a text with no more tokens than that keeps its last). Projection and z-score are affine, so this equals
-    the readout of the pooled residual."""
-    if pooling == "last":
-        return values[-1]
-    if pooling == "mean":
-        return values[min(skip_tokens, values.shape[0] - 1):].mean(dim=0)
-    raise ReadoutError(f"pooling {pooling!r} is not supported: use last or mean")
+                       trained_on.id, loaded.model_id)

@@ -18,15 +18,18 @@ from typing import Any
 import torch
 from rich.text import Text
 
-from amygdala.artifact import ReadoutArtifact, atomic_write_bytes
-from amygdala.readout import Pooling, TextReadout, pool_readout
+from amygdala.artifact import ReadoutArtifact
+from amygdala.errors import AmygdalaError
+from amygdala.outputs import atomic_write_bytes
+from amygdala.pooling import PoolingSpec, pool_readout
+from amygdala.readout import TextReadout
 
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#469990",
            "#9a6324", "#800000", "#808000", "#000075", "#fabed4", "#dcbeff", "#aaffc3")
 _MAX_REPORTED = 5
 
 
-class ReadoutInputError(ValueError):
+class ReadoutInputError(AmygdalaError):
     """An input file for ``amygdala readout`` has unusable lines: names the file and line numbers."""
 
 
@@ -75,7 +78,7 @@ def parse_input_lines(lines: Iterable[str], source: str) -> list[InputText]:
 
 
 def readout_record(item: InputText, readout: TextReadout, artifact: ReadoutArtifact, *, per_token: bool,
-                   pooling: Pooling, skip_tokens: int, zscore: bool) -> dict[str, Any]:
+                   spec: PoolingSpec, zscore: bool) -> dict[str, Any]:
     """``{"id", "layers", "concepts", "readout": [layer][concept]}`` pooled, or per token with ``tokens``,
     ``token_ids`` and ``readout[token][layer][concept]``."""
     record: dict[str, Any] = {"id": item.id, "layers": list(artifact.layers), "concepts": list(artifact.concepts),
@@ -83,8 +86,8 @@ def readout_record(item: InputText, readout: TextReadout, artifact: ReadoutArtif
     if per_token:
         return record | {"tokens": list(readout.tokens), "token_ids": list(readout.token_ids),
                          "readout": readout.values.tolist()}
-    pooled = pool_readout(readout.values, pooling, skip_tokens=skip_tokens)
-    return record | {"pooling": pooling, "skip_tokens": skip_tokens, "readout": pooled.tolist()}
+    pooled = pool_readout(readout.values, spec)
+    return record | {"pooling": spec.pooling, "skip_tokens": spec.skip, "readout": pooled.tolist()}
 
 
 def write_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:

@@ -21,10 +21,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from rich.table import Table
 
-from amygdala.artifact import atomic_write_bytes
+from amygdala.artifact import LayerCurve
 from amygdala.evaluation import Evaluation
 from amygdala.examples import Example
-from amygdala.layer_selection import LayerCurve
+from amygdala.outputs import atomic_write_bytes
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
@@ -49,7 +49,7 @@ def report_data(evaluation: Evaluation, curve: LayerCurve | None = None) -> dict
                 for label, readout in zip(evaluation.readout_labels, evaluation.readouts)]
     return _clean({
         "summary": evaluation.summary(), "model": evaluation.model_id, "concepts": evaluation.concepts,
-        "layers": evaluation.layers, "options": asdict(evaluation.options),
+        "layers": evaluation.layers, "options": evaluation.options.to_json(),
         "n_train_texts": evaluation.n_train_texts,
         "separation": [asdict(score) for score in evaluation.scores],
         "ranking": [asdict(ranking) for ranking in evaluation.rankings],
@@ -144,10 +144,10 @@ def _curve_figure(evaluation: Evaluation, curve: LayerCurve | None) -> str:
         chosen = [curve.mean_auroc[curve.layers.index(layer)] for layer in curve.chosen]
         axes.plot(curve.chosen, chosen, "o", ms=9, mfc="none", color="#4363d8", label="chosen")
     by_layer = {layer: [s for s in evaluation.scores if s.layer == layer] for layer in evaluation.layers}
-    axes.plot(evaluation.layers, [_mean([s.auroc for s in by_layer[l]]) for l in evaluation.layers], "s",
+    axes.plot(evaluation.layers, [_mean([s.auroc for s in by_layer[layer]]) for layer in evaluation.layers], "s",
               color="#e6194b", label="held-out")
-    axes.plot(evaluation.layers, [_mean([s.random_auroc for s in by_layer[l]]) for l in evaluation.layers], "x",
-              color="#808080", label="random direction")
+    random_mean = [_mean([s.random_auroc for s in by_layer[layer]]) for layer in evaluation.layers]
+    axes.plot(evaluation.layers, random_mean, "x", color="#808080", label="random direction")
     axes.axhline(0.5, color="#bbbbbb", lw=0.8, ls="--")
     axes.set(xlabel="layer", ylabel="mean AUROC over concepts", ylim=(0.3, 1.0))
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -181,8 +181,8 @@ def _matrix_figures(evaluation: Evaluation) -> tuple[str, str, str]:
     table = {(s.concept, s.layer): s.auroc for s in evaluation.scores}
     figure = Figure(figsize=(1.6 + 0.7 * len(layers), 1 + 0.22 * len(concepts)), layout="constrained")
     axes = figure.add_subplot()
-    image = _heatmap(axes, [[table[c, l] for l in layers] for c in concepts], concepts, [f"L{l}" for l in layers],
-                     "held-out AUROC", 0.5, 1.0, "viridis", annotate=True)
+    image = _heatmap(axes, [[table[c, layer] for layer in layers] for c in concepts], concepts,
+                     [f"L{layer}" for layer in layers], "held-out AUROC", 0.5, 1.0, "viridis", annotate=True)
     figure.colorbar(image, ax=axes)
     auroc_map = _png(figure)
     panels = [(f"cosine, layer {c.layer}", c.cosine, -1.0) for c in evaluation.crosstalk] + [
@@ -276,7 +276,7 @@ def report_html(evaluation: Evaluation, curve: LayerCurve | None = None) -> str:
            f"random direction {_fmt(summary['random_mean_auroc'])}; "
            f"top-1 <b>{_fmt(summary['top1'])}</b>, top-3 {_fmt(summary['top3'])}; stability "
            f"{_fmt(summary['mean_stability'])}</p>")
-    options = html.escape(json.dumps(_clean(asdict(evaluation.options))))
+    options = html.escape(json.dumps(_clean(evaluation.options.to_json())))
     chosen = f"; layer selection chose {list(curve.chosen)}" if curve else ""
     return (f"<!doctype html><html><head><meta charset=utf-8><title>amygdala eval</title><style>{_STYLE}</style>"
             f"</head><body><h1>amygdala eval</h1><p>{html.escape(evaluation.model_id)}: {len(evaluation.concepts)} "

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from amygdala.emotions import normalize_name
+from amygdala.errors import AmygdalaError
 
 MIN_SCORE = 0.0
 MAX_SCORE = 10.0
@@ -29,7 +30,7 @@ _NUMBER = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)$")
 _LETTER = re.compile(r"[A-Za-z]")
 
 
-class TagError(ValueError):
+class TagError(AmygdalaError):
     """A tag cannot be written: names the tag, the bad value and the fix."""
 
 

@@ -4,5 +4,4 @@ import sys
 
 from amygdala.cli import main
 
-
 sys.exit(main())

@@ -1,11 +1,15 @@
-"""The typer apps every stage module registers its commands on, and the table of known (one-line) errors."""
+"""The typer apps every command module registers on, and the root options (``--debug``, ``--verbose``).
+
+A new command is one module under ``cli/`` that imports ``app`` (or ``bench_app`` / ``export_app``), decorates a
+function with ``@app.command(...)``, and is imported by ``cli/__init__.py``.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import typer
-
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Emotion readout vectors for language models.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (speed, memory) printing one JSON line.")
@@ -13,22 +17,17 @@ export_app = typer.Typer(no_args_is_help=True, help="Export an artifact to other
 app.add_typer(bench_app, name="bench")
 app.add_typer(export_app, name="export")
 
-_state = {"debug": False}
 
+@dataclass
+class CliState:
+    """One invocation's root options; ``main`` passes it in as the typer context object (``ctx.obj``)."""
 
-def _known_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that are a caller's mistake: shown as one line, never a traceback (unless --debug)."""
-    from amygdala.examples import ExamplesError
-    from amygdala.models import ModelLoadError
-    from amygdala.sources import SourceError
-
-    errors: list[type[BaseException]] = [ExamplesError, ModelLoadError, SourceError, FileNotFoundError,
-                                         PermissionError, IsADirectoryError, ValueError, OSError]
-    return tuple(errors)
+    debug: bool = False
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+def _root(ctx: typer.Context,
+          debug: bool = typer.Option(False, "--debug", help="Show the traceback of any error."),
           verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details.")) -> None:
-    _state["debug"] = debug
+    ctx.ensure_object(CliState).debug = debug
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

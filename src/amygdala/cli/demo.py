@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
+from amygdala.cli import options
 from amygdala.cli.app import app
-from amygdala.cli.train import _parse_target_layers
 
 
 @app.command("demo")
 def demo_command(
     output_dir: Path = typer.Option(Path("amygdala-out"), "--output-dir", help="Where examples/, readout.safetensors, readout.json and report/ go."),
-    model: str = typer.Option("default", "--model", help="'default' (embedded Gemma 3 270M), 'smollm2', an HF folder or a .gguf file."),
-    graph: Optional[Path] = typer.Option(None, "--memory-file", help="A memory-graph JSONL file (default: the bundled sample)."),
-    target_layers: Optional[str] = typer.Option(None, "--target-layers", help="Decoder blocks (default: 4 layers over 40-90% of the depth)."),
+    model: str = options.MODEL,
+    graph: Path | None = typer.Option(None, "--memory-file", help="A memory-graph JSONL file (default: the bundled sample)."),
+    target_layers: str | None = typer.Option(None, "--target-layers", help="Decoder blocks, or auto[:K] (default: 4 layers over 40-90% of the depth)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
 ) -> None:
     """The main job on the embedded defaults: extract the bundled sample, train readout vectors, evaluate them."""
@@ -26,17 +25,18 @@ def demo_command(
     from amygdala.report import summary_table
     from amygdala.training import TrainOptions
 
-    layers = _parse_target_layers(target_layers)
+    layers = options.parse_target_layers(target_layers)
     console = Console(stderr=True)
     console.print(f"[bold]amygdala demo[/bold]: extract -> train -> eval into {output_dir} (model: {model})")
-    options = DemoOptions(output_dir=output_dir, model=model, graph=graph,
-                          train=TrainOptions(target_layers=tuple(layers) if layers else None, progress=not no_progress))
+    demo = DemoOptions(output_dir=output_dir, model=model, graph=graph,
+                       train=TrainOptions(target_layers=layers, progress=not no_progress))
     with console.status("running extract, train and eval (the first run converts the model once, ~1 min)"):
-        result = run_demo(options)
-    training = result.artifact.provenance["training"]
+        result = run_demo(demo)
+    record = result.artifact.record
+    assert record is not None  # train always records how it trained
     typer.echo(f"concepts ({len(result.artifact.concepts)}): {', '.join(result.artifact.concepts)}")
-    typer.echo(f"layers: {list(result.artifact.layers)}  pooling: {training['pooling']}  method: {training['method']}  "
-               f"unique texts: {training['n_unique_texts']}")
+    typer.echo(f"layers: {list(result.artifact.layers)}  pooling: {record.pooling.pooling}  method: {record.method}  "
+               f"unique texts: {record.n_unique_texts}")
     typer.echo("time: " + ", ".join(f"{stage} {value:.1f} s" for stage, value in result.seconds.items()))
     typer.echo(f"vectors:  {result.vectors_path}\nmanifest: {result.manifest_path}")
     Console().print(summary_table(result.evaluation))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,7 +15,7 @@ def export_gguf_command(
     concept: str = typer.Option(..., "--concept", help="The concept whose directions become the control vector."),
     output: Path = typer.Option(..., "--output", help="The control vector .gguf to write (atomically)."),
     scale: float = typer.Option(1.0, "--scale", help="Multiply each unit direction by S (negative steers away)."),
-    manifest: Optional[Path] = typer.Option(None, "--manifest", help="readout.json (default: beside --vectors)."),
+    manifest: Path | None = typer.Option(None, "--manifest", help="readout.json (default: beside --vectors)."),
 ) -> None:
     """Write one concept as a llama.cpp / repeng control vector (GGUF, `direction.<layer>` per layer)."""
     from amygdala.export import export_control_vector

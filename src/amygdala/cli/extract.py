@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import typer
 
 from amygdala.cli.app import app
-
 from amygdala.examples import ExtractOptions as _ExtractOptions
 
 if TYPE_CHECKING:

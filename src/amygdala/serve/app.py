@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import threading
 import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable

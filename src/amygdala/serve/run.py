@@ -6,10 +6,15 @@ import ipaddress
 import logging
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+
+from amygdala.errors import AmygdalaError
+from amygdala.ports import bind_error
+from amygdala.serve.engine import ServeOptions
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +26,7 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-class ServeAddressError(ValueError):
+class ServeAddressError(AmygdalaError):
     """The server cannot listen where asked (not a port, address in use, unknown host): names host and port."""
 
 
@@ -29,13 +34,9 @@ def check_address(host: str, port: int) -> None:
     """Refuse, before a model is loaded, an address the server could not bind."""
     if not 0 < port < 65536:
         raise ServeAddressError(f"--port {port} is not a TCP port: choose one within 1-65535")
-    try:
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
-    except OSError as exc:
-        raise ServeAddressError(f"cannot serve on {host}:{port}: {exc.strerror or exc}; choose another --host or "
-                                f"--port, or stop the process using it") from None
+    if (reason := bind_error(host, port)) is not None:
+        raise ServeAddressError(f"cannot serve on {host}:{port}: {reason}; choose another --host or "
+                                f"--port, or stop the process using it")
 
 
 def serve_forever(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000, open_access: bool = False,
@@ -47,6 +48,29 @@ def serve_forever(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000, op
     if open_access and not _is_loopback(host):
         logger.warning("serving on %s without an API key: anyone who can reach it can use the model", host)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def serve_model(model: str, vectors: Path | None, options: ServeOptions, *, manifest: Path | None = None,
+                dtype: str = "float32", device: str = "cpu", host: str = "127.0.0.1", port: int = 8000,
+                announce: Callable[[str], None] = logger.info) -> None:
+    """``amygdala serve``: check the address and the artifact before loading the model, then serve until
+    interrupted; ``announce`` gets one line saying what is served where."""
+    from amygdala.artifact import load_artifact
+    from amygdala.models import load_model
+    from amygdala.readout import ReadoutOptions, check_options
+    from amygdala.serve.app import create_app
+    from amygdala.serve.engine import Engine
+
+    check_address(host, port)  # before loading anything: a busy port is a one-line error, not uvicorn's log
+    artifact = load_artifact(vectors, manifest) if vectors is not None else None
+    if artifact is not None:
+        check_options(artifact, ReadoutOptions(steer=options.steer, steer_layers=options.steer_layers))
+    loaded = load_model(model, dtype=dtype, device=device)
+    announce(f"serving {loaded.model_id} as {options.model_name!r} on http://{host}:{port}/v1 "
+             + (f"with {len(artifact.concepts)} concepts x layers {list(artifact.layers)}" if artifact
+                else "without vectors (no readout)"))
+    serve_forever(create_app(Engine(loaded, artifact), options), host=host, port=port,
+                  open_access=options.api_key is None)
 
 
 @contextmanager

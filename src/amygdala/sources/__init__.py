@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from amygdala.errors import AmygdalaError
+
 
 @dataclass(frozen=True)
 class MemoryNode:
@@ -19,7 +21,7 @@ class MemoryNode:
     content: str
 
 
-class SourceError(ValueError):
+class SourceError(AmygdalaError):
     """A memory source could not be read: names the source and what is wrong."""
 
 

@@ -1,12 +1,6 @@
-"""The readout artifact: ``readout.safetensors`` + ``readout.json``, the format a vLLM ReadoutManager loads.
+"""``readout.safetensors`` + ``readout.json``: the artifact type, its strict loader and its atomic writer.
 
-- ``readout.safetensors``: one tensor per hooked layer, key ``layer_<idx>.vectors``, shape
-  ``[n_concepts, hidden_size]``, and nothing else (``VLLM_READOUT_VECTORS``).
-- ``readout.json``: at least ``{concepts, layers, hidden_size, dtype}`` (``VLLM_READOUT_MANIFEST``), plus
-  provenance and per-layer calibration (mean and std of each concept's projection over the training texts).
-- The older single-tensor layout (``--format eLH``) has one key ``vectors`` shaped ``[n_concepts, n_layers, hidden]``.
-
-``layer_<idx>`` is the output of decoder block ``idx`` (0-based) = HF ``hidden_states[idx + 1]``.
+See ``amygdala.artifact`` for the format.
 """
 
 from __future__ import annotations
@@ -14,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +17,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from amygdala.outputs import OutputError, atomic_write_bytes, atomic_write_files  # noqa: F401 - re-exported
+from amygdala.artifact.record import RECORD_FIELDS, TrainingRecord, record_fields, record_from_manifest, record_problems
+from amygdala.errors import AmygdalaError
+from amygdala.outputs import atomic_write_files
+from amygdala.pooling import PoolingSpec
 
 LAYER_CONVENTION = "layer_<idx> is the output of decoder block idx (0-based) = HF hidden_states[idx + 1]"
 ELH_KEY = "vectors"
@@ -32,7 +30,7 @@ _DERIVED_MANIFEST_FIELDS = (*REQUIRED_MANIFEST_FIELDS, "format_version", "layer_
                             "calibration")
 
 
-class ArtifactError(ValueError):
+class ArtifactError(AmygdalaError):
     """An artifact or manifest is malformed or does not fit the model: lists every problem found."""
 
 
@@ -46,7 +44,7 @@ class Calibration:
 
 @dataclass(frozen=True)
 class ReadoutArtifact:
-    """Unit readout vectors per hooked layer, their concepts, and what produced them."""
+    """Unit readout vectors per hooked layer, their concepts, and how they were trained (``record``)."""
 
     concepts: tuple[str, ...]
     layers: tuple[int, ...]
@@ -54,7 +52,14 @@ class ReadoutArtifact:
     hidden_size: int
     dtype: str = "float32"
     calibration: Calibration | None = None
-    provenance: dict[str, Any] = field(default_factory=dict)
+    record: TrainingRecord | None = None
+    #: Manifest fields amygdala does not interpret, written back verbatim when the artifact is saved again.
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def pooling(self) -> PoolingSpec:
+        """The pooling the vectors were trained with (the default spec when the manifest records none)."""
+        return self.record.pooling if self.record is not None else PoolingSpec()
 
     def stacked(self) -> torch.Tensor:
         """All vectors as one fp32 tensor ``[n_layers, n_concepts, hidden_size]`` in ``layers`` order."""
@@ -94,8 +99,10 @@ def build_manifest(artifact: ReadoutArtifact, vectors_bytes: bytes) -> dict[str,
         "format_version": 1,
         "layer_convention": LAYER_CONVENTION,
         "vectors_sha256": hashlib.sha256(vectors_bytes).hexdigest(),
-        # Fields derived here win over stale copies in a loaded artifact's provenance.
-        **{key: value for key, value in artifact.provenance.items() if key not in _DERIVED_MANIFEST_FIELDS},
+        **(record_fields(artifact.record) if artifact.record is not None else {}),
+        # Fields derived here win over stale copies among a loaded artifact's extra fields.
+        **{key: value for key, value in artifact.extra.items()
+           if key not in _DERIVED_MANIFEST_FIELDS and (artifact.record is None or key not in RECORD_FIELDS)},
     }
     if artifact.calibration is not None:
         manifest["calibration"] = {
@@ -134,7 +141,8 @@ def save_artifact(
 
 def _read_manifest(manifest_path: Path) -> dict[str, Any]:
     if not manifest_path.exists():
-        raise ArtifactError(f"manifest {manifest_path} does not exist: pass --manifest or put readout.json beside the vectors")
+        raise ArtifactError(f"manifest {manifest_path} does not exist: pass --manifest or put readout.json beside "
+                            "the vectors")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
@@ -145,6 +153,7 @@ def _read_manifest(manifest_path: Path) -> dict[str, Any]:
         missing := [name for name in REQUIRED_MANIFEST_FIELDS if name not in manifest]) else []
     problems += [f"field {name!r} must be {rule}, not {json.dumps(manifest[name])[:40]}"
                  for name, rule, ok in _MANIFEST_FIELD_RULES if name in manifest and not ok(manifest[name])]
+    problems += record_problems(manifest)
     if problems:
         raise ArtifactError(f"manifest {manifest_path} {'; '.join(problems)}")
     return manifest
@@ -189,7 +198,8 @@ def _vectors_from_tensors(tensors: dict[str, torch.Tensor], layers: list[int], s
     if set(tensors) == {ELH_KEY}:
         elh = tensors[ELH_KEY]
         if elh.dim() != 3 or elh.shape[1] != len(layers):
-            raise ArtifactError(f"{source}: eLH tensor has shape {tuple(elh.shape)}, expected [n_concepts, {len(layers)}, hidden]")
+            raise ArtifactError(f"{source}: eLH tensor has shape {tuple(elh.shape)}, expected "
+                                f"[n_concepts, {len(layers)}, hidden]")
         return {layer: elh[:, position] for position, layer in enumerate(layers)}
     expected = {layer_key(layer) for layer in layers}
     problems = []
@@ -225,7 +235,8 @@ def load_artifact(vectors_path: Path, manifest_path: Path | None = None) -> Read
     if set(tensors) != {ELH_KEY}:  # the eLH file is not the one the manifest hash describes
         _check_vectors_sha256(manifest, vectors_path, manifest_path)
     vectors = _vectors_from_tensors(tensors, layers, str(vectors_path))
-    provenance = {k: v for k, v in manifest.items() if k not in (*REQUIRED_MANIFEST_FIELDS, "calibration")}
+    record = record_from_manifest(manifest)
+    known = (*_DERIVED_MANIFEST_FIELDS, *(RECORD_FIELDS if record is not None else ()))
     artifact = ReadoutArtifact(
         concepts=tuple(str(c) for c in manifest["concepts"]),
         layers=tuple(layers),
@@ -233,7 +244,8 @@ def load_artifact(vectors_path: Path, manifest_path: Path | None = None) -> Read
         hidden_size=int(manifest["hidden_size"]),
         dtype=str(manifest["dtype"]),
         calibration=_calibration_from_manifest(manifest, layers, manifest_path),
-        provenance=provenance,
+        record=record,
+        extra={key: value for key, value in manifest.items() if key not in known},
     )
     _validate(artifact, source=f"{vectors_path} with {manifest_path}", stored_dtypes={
         layer: tensor.dtype for layer, tensor in vectors.items()})
@@ -259,7 +271,8 @@ def _validate(artifact: ReadoutArtifact, *, source: str,
             problems.append(f"no vectors for layer {layer}")
             continue
         if tuple(tensor.shape) != (n_concepts, artifact.hidden_size):
-            problems.append(f"layer {layer} has shape {tuple(tensor.shape)}, expected [{n_concepts}, {artifact.hidden_size}]")
+            problems.append(f"layer {layer} has shape {tuple(tensor.shape)}, "
+                            f"expected [{n_concepts}, {artifact.hidden_size}]")
         elif not bool(torch.isfinite(tensor).all()):
             problems.append(f"layer {layer} holds NaN or inf")
         if stored_dtypes and artifact.dtype in _SAVE_DTYPES and stored_dtypes[layer] != _SAVE_DTYPES[artifact.dtype]:

@@ -1,4 +1,5 @@
-"""Pooled activations against HF ``output_hidden_states`` on the real models, pooling rules, the chat-template guard."""
+"""Pooling: pooled activations against HF ``output_hidden_states`` on the real models, the pooling rules and the
+spec, the readout pooling, and the chat-template guard."""
 
 from __future__ import annotations
 
@@ -7,17 +8,21 @@ import random
 import pytest
 import torch
 
-from amygdala.activations import (
+from amygdala.capture import encode_texts
+from amygdala.models import LoadedModel
+from amygdala.pooling import (
+    PoolingError,
+    PoolingSpec,
     SameTokenError,
-    encode_texts,
     iter_pooled,
     pool_last,
     pool_mean,
+    pool_readout,
     pool_texts,
 )
-from amygdala.models import LoadedModel
 
 TEXTS = ["Hello world.", "I felt a deep warmth when she finally called me back!", "Why?"]
+LAST, MEAN_ALL = PoolingSpec("last"), PoolingSpec("mean", skip_tokens=0)
 
 
 class ForwardCounter:
@@ -59,8 +64,8 @@ def test_pool_texts_equals_hf_hidden_states_in_a_padded_batch(model_name: str, r
     SmolLM2 right) gives each text what it gets alone."""
     loaded: LoadedModel = request.getfixturevalue(model_name)
     layers = list(range(loaded.n_layers - 1))
-    last = pool_texts(loaded, TEXTS, layers, batch_size=len(TEXTS))
-    mean = pool_texts(loaded, TEXTS, layers, pooling="mean", batch_size=len(TEXTS))
+    last = pool_texts(loaded, TEXTS, layers, LAST, batch_size=len(TEXTS))
+    mean = pool_texts(loaded, TEXTS, layers, MEAN_ALL, batch_size=len(TEXTS))
     for index, text in enumerate(TEXTS):
         ref_last, ref_mean = _hf_reference(loaded, text, layers)
         assert _relative_error(last[index], ref_last) < 1e-4
@@ -71,12 +76,12 @@ def test_pool_texts_equals_hf_hidden_states_in_a_padded_batch(model_name: str, r
 def test_pool_texts_batch_size_and_order_change_nothing(smollm2: LoadedModel) -> None:
     texts = TEXTS + ["A quiet afternoon", "Fear crept in slowly", "Hello world."]
     layers = [3, 11]
-    reference = pool_texts(smollm2, texts, layers, batch_size=1)
-    batched = pool_texts(smollm2, texts, layers, batch_size=4)
+    reference = pool_texts(smollm2, texts, layers, LAST, batch_size=1)
+    batched = pool_texts(smollm2, texts, layers, LAST, batch_size=4)
     torch.testing.assert_close(batched, reference, rtol=1e-4, atol=1e-4)
     shuffled = list(range(len(texts)))
     random.Random(1).shuffle(shuffled)
-    again = pool_texts(smollm2, [texts[i] for i in shuffled], layers, batch_size=4)
+    again = pool_texts(smollm2, [texts[i] for i in shuffled], layers, LAST, batch_size=4)
     assert torch.equal(again, batched[shuffled])
 
 
@@ -115,32 +120,56 @@ def test_chat_template_guard_refuses_the_same_end_token_before_any_forward(smoll
     """Regression: the original trainer pooled every sample at the chat template's end-of-turn token, so
     every concept learned the same direction."""
     with ForwardCounter(smollm2.layers[0]) as counter, pytest.raises(SameTokenError, match=r"token '\\n' \(id 198\)"):
-        pool_texts(smollm2, TEXTS, [3], chat_template=True)
+        pool_texts(smollm2, TEXTS, [3], PoolingSpec("last", chat_template=True))
     assert counter.calls == 0
     ids = encode_texts(smollm2.tokenizer, TEXTS, chat_template=True)
     assert len({row[-1] for row in ids}) == 1
-    assert pool_texts(smollm2, TEXTS, [3], chat_template=True, pooling="mean").shape == (3, 1, 576)
+    assert pool_texts(smollm2, TEXTS, [3], PoolingSpec("mean", chat_template=True)).shape == (3, 1, 576)
 
 
 def test_pool_texts_refuses_texts_that_all_end_in_the_same_token_without_a_template(tiny_model: LoadedModel) -> None:
     with pytest.raises(SameTokenError, match="same token"):
-        pool_texts(tiny_model, ["One.", "Two words."], [0])
-    assert pool_texts(tiny_model, ["One.", "Two words!"], [0]).shape == (2, 1, 64)
+        pool_texts(tiny_model, ["One.", "Two words."], [0], LAST)
+    assert pool_texts(tiny_model, ["One.", "Two words!"], [0], LAST).shape == (2, 1, 64)
 
 
 def test_pool_texts_rejects_bad_arguments_in_one_message(tiny_model: LoadedModel) -> None:
     with pytest.raises(ValueError, match="pooling 'max'.*batch_size 0"):
-        pool_texts(tiny_model, TEXTS, [0], pooling="max", batch_size=0)  # type: ignore[arg-type]
+        pool_texts(tiny_model, TEXTS, [0], PoolingSpec("max"), batch_size=0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"out of range.*4 layers"):
         pool_texts(tiny_model, TEXTS, [4])
     with pytest.raises(ValueError, match="no tokens"):
         pool_texts(tiny_model, ["", "x"], [0])
 
 
-def test_encode_texts_truncates_to_max_length(tiny_model: LoadedModel) -> None:
+def test_pool_texts_max_length_pools_the_cut_text(tiny_model: LoadedModel) -> None:
     long_text = "word " * 50
-    assert len(encode_texts(tiny_model.tokenizer, [long_text], max_length=7)[0]) == 7
-    cut = pool_texts(tiny_model, [long_text, "short text"], [1], max_length=7)
+    cut = pool_texts(tiny_model, [long_text, "short text"], [1], PoolingSpec("last", max_length=7))
     alone = pool_texts(tiny_model, [tiny_model.tokenizer.decode(encode_texts(tiny_model.tokenizer, [long_text])[0][:7]),
-                                    "short text"], [1])
+                                    "short text"], [1], LAST)
     torch.testing.assert_close(cut[0], alone[0], rtol=1e-5, atol=1e-5)
+
+
+def test_pooling_spec_default_is_mean_without_bos_and_skip_follows_the_rule() -> None:
+    """Regression: training defaulted to mean pooling while evaluation and readout fell back to ``last``."""
+    assert PoolingSpec() == PoolingSpec("mean", 1, False, None)
+    assert PoolingSpec("last").skip_tokens == 0 and PoolingSpec("mean").skip_tokens == 1
+    assert PoolingSpec().overridden(pooling="last") == PoolingSpec("last", 0)
+    assert PoolingSpec("mean", 3).overridden(chat_template=True) == PoolingSpec("mean", 3, True)
+    assert PoolingSpec("mean", 3).overridden(pooling="mean", skip_tokens=2).skip == 2
+
+
+def test_pooling_spec_problems_name_every_bad_field() -> None:
+    problems = PoolingSpec("last", skip_tokens=2, max_length=0).problems()
+    assert problems == ["skip_tokens 2 must be >= 0, and 0 unless pooling is 'mean'",
+                        "max_length 0 must be >= 1 (or None for no limit)"]
+    with pytest.raises(PoolingError, match="pooling 'max' is not supported"):
+        pool_readout(torch.zeros(2, 1, 1), PoolingSpec("max"))  # type: ignore[arg-type]
+
+
+def test_pool_readout_applies_the_training_rules_to_per_token_readouts() -> None:
+    """Per-token readouts ``[tokens, layers, concepts]`` pool exactly as ``pool_last`` / ``pool_mean`` pool residuals."""
+    values = torch.arange(4 * 2 * 3, dtype=torch.float32).reshape(4, 2, 3)
+    assert torch.equal(pool_readout(values, LAST), values[-1])
+    assert torch.equal(pool_readout(values, PoolingSpec("mean", 1)), values[1:].mean(0))
+    assert torch.equal(pool_readout(values[:1], PoolingSpec("mean", 1)), values[0]), "a 1-token text keeps its token"

@@ -1,0 +1,181 @@
+"""The training record: how an artifact's vectors were trained, typed, and its manifest fields.
+
+``record_fields`` writes a ``TrainingRecord`` as the manifest's ``model``, ``training`` and (when the layers
+were chosen automatically) ``layer_selection`` fields, in the layout amygdala 0.1.0 wrote;
+``record_problems`` and ``record_from_manifest`` read them back. Nothing outside ``amygdala.artifact`` reads
+those fields: every other module gets the typed record from ``ReadoutArtifact.record``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from amygdala.pooling import POOLINGS, PoolingSpec
+
+RECORD_FIELDS = ("model", "training", "layer_selection")
+Rules = tuple[tuple[str, str, Callable[[Any], bool]], ...]
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """The model an artifact was trained on: its id, weight fingerprint (``models.model_fingerprint``), depth."""
+
+    id: str
+    fingerprint: str | None = None
+    n_layers: int | None = None
+
+
+@dataclass(frozen=True)
+class LayerCurve:
+    """Validation AUROC of every layer (mean and min over concepts) and the layers chosen from it."""
+
+    layers: tuple[int, ...]
+    mean_auroc: tuple[float, ...]
+    min_auroc: tuple[float, ...]
+    chosen: tuple[int, ...]
+    method: str
+    folds: int
+    seed: int
+    n_train_texts: int
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready (NaN as None), as the manifest's ``layer_selection`` and the report hold it."""
+        return {name: [None if isinstance(v, float) and math.isnan(v) else v for v in value]
+                if isinstance(value, tuple) else value for name, value in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LayerCurve:
+        floats = {name: tuple(math.nan if v is None else float(v) for v in data[name])
+                  for name in ("mean_auroc", "min_auroc")}
+        return cls(tuple(int(v) for v in data["layers"]), floats["mean_auroc"], floats["min_auroc"],
+                   tuple(int(v) for v in data["chosen"]), str(data["method"]), int(data["folds"]),
+                   int(data["seed"]), int(data["n_train_texts"]))
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """How an artifact's vectors were trained. Evaluation and offline readout pool as ``pooling`` says, so
+    they read what training read."""
+
+    model: ModelIdentity
+    method: str
+    """The direction method (a key of ``directions.DIRECTION_METHODS``)."""
+    pooling: PoolingSpec
+    forward_dtype: str
+    """The precision of the forward passes (statistics are fp64 and the vectors float32 whatever it was)."""
+    counts: Mapping[str, tuple[int, int]]
+    """Concept -> (positive, negative) unique train texts."""
+    n_unique_texts: int
+    data_sha256: str
+    """``training.data_sha256`` of the train examples (order-independent)."""
+    split: str = "train"
+    layer_curve: LayerCurve | None = None
+    """The validation curve, when the layers were chosen automatically (``target_layers=AutoLayers(...)``)."""
+
+
+def record_fields(record: TrainingRecord) -> dict[str, Any]:
+    """The record as manifest fields (the 0.1.0 layout, key order included)."""
+    spec = record.pooling
+    fields: dict[str, Any] = {
+        "model": asdict(record.model),
+        "training": {"method": record.method, "pooling": spec.pooling, "skip_tokens": spec.skip,
+                     "chat_template": spec.chat_template, "forward_dtype": record.forward_dtype,
+                     "max_length": spec.max_length, "split": record.split, "data_sha256": record.data_sha256,
+                     "counts": {c: {"positive": p, "negative": n} for c, (p, n) in record.counts.items()},
+                     "n_unique_texts": record.n_unique_texts}}
+    if record.layer_curve is not None:
+        fields["layer_selection"] = record.layer_curve.to_json()
+    return fields
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_counts(value: object) -> bool:
+    return isinstance(value, dict) and all(isinstance(row, dict) and _is_count(row.get("positive"))
+                                           and _is_count(row.get("negative")) for row in value.values())
+
+
+def _is_numbers(value: object) -> bool:
+    return isinstance(value, list) and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                                           for v in value)
+
+
+def _is_ints(value: object) -> bool:
+    return isinstance(value, list) and all(_is_int(v) for v in value)
+
+
+_TRAINING: Rules = (
+    ("method", "a string", lambda v: isinstance(v, str)),
+    ("pooling", " or ".join(map(repr, POOLINGS)), lambda v: v in POOLINGS),
+    ("skip_tokens", "a non-negative integer", _is_count),
+    ("chat_template", "true or false", lambda v: isinstance(v, bool)),
+    ("forward_dtype", "a string", lambda v: isinstance(v, str)),
+    ("max_length", "a positive integer or null", lambda v: v is None or (_is_int(v) and v > 0)),
+    ("split", "a string", lambda v: isinstance(v, str)),
+    ("data_sha256", "a string", lambda v: isinstance(v, str)),
+    ("counts", "an object of concept -> {positive, negative}", _is_counts),
+    ("n_unique_texts", "a non-negative integer", _is_count),
+)
+_MODEL: Rules = (
+    ("id", "a string", lambda v: isinstance(v, str)),
+    ("fingerprint", "a string or null", lambda v: v is None or isinstance(v, str)),
+    ("n_layers", "a positive integer or null", lambda v: v is None or (_is_int(v) and v > 0)),
+)
+_CURVE: Rules = (
+    ("layers", "a list of integers", _is_ints),
+    ("mean_auroc", "a list of numbers", _is_numbers),
+    ("min_auroc", "a list of numbers", _is_numbers),
+    ("chosen", "a list of integers", _is_ints),
+    ("method", "a string", lambda v: isinstance(v, str)),
+    ("folds", "an integer", _is_int),
+    ("seed", "an integer", _is_int),
+    ("n_train_texts", "an integer", _is_int),
+)
+
+
+def _section_problems(section: str, value: object, rules: Rules, required: tuple[str, ...]) -> list[str]:
+    if not isinstance(value, dict):
+        return [f"field {section!r} must be an object, not {json.dumps(value)[:40]}"]
+    missing = [f"{section}.{name}" for name in required if name not in value]
+    return ([f"lacks field(s) {', '.join(missing)}"] if missing else []) + [
+        f"field '{section}.{name}' must be {rule}, not {json.dumps(value[name])[:40]}"
+        for name, rule, ok in rules if name in value and not ok(value[name])]
+
+
+def record_problems(manifest: Mapping[str, Any]) -> list[str]:
+    """Every malformed record field of a manifest that has a ``training`` field (none without one)."""
+    if "training" not in manifest:
+        return []
+    every = tuple(name for name, _, _ in _TRAINING)
+    problems = _section_problems("training", manifest["training"], _TRAINING, every)
+    problems += _section_problems("model", manifest.get("model"), _MODEL, ("id",))
+    if manifest.get("layer_selection") is not None:
+        problems += _section_problems("layer_selection", manifest["layer_selection"], _CURVE,
+                                      tuple(name for name, _, _ in _CURVE))
+    return problems
+
+
+def record_from_manifest(manifest: Mapping[str, Any]) -> TrainingRecord | None:
+    """The typed record of a manifest without ``record_problems`` (None when it has no ``training`` field)."""
+    if "training" not in manifest:
+        return None
+    training, model, curve = manifest["training"], manifest["model"], manifest.get("layer_selection")
+    return TrainingRecord(
+        model=ModelIdentity(model["id"], model.get("fingerprint"), model.get("n_layers")),
+        method=training["method"],
+        pooling=PoolingSpec(training["pooling"], training["skip_tokens"], training["chat_template"],
+                            training["max_length"]),
+        forward_dtype=training["forward_dtype"],
+        counts={concept: (row["positive"], row["negative"]) for concept, row in training["counts"].items()},
+        n_unique_texts=training["n_unique_texts"], data_sha256=training["data_sha256"], split=training["split"],
+        layer_curve=LayerCurve.from_json(curve) if curve is not None else None)

@@ -1,0 +1,51 @@
+"""The CLI's one error table: amygdala's own exceptions (and file-system errors) become one line on stderr.
+
+What the user sees:
+
+- a known error (a row of ``ERROR_TABLE``): ``amygdala: error: <message>`` and exit code 2. Every
+  ``AmygdalaError`` names the input, what is wrong and the fix; an ``OSError`` names the file.
+- a usage error (bad flag or value, from typer/click): click's usage text and exit code 2.
+- anything else is a bug: ``amygdala: error: unexpected <Type>: <message> (rerun with --debug for the
+  traceback)`` and exit code 1.
+- ``Ctrl-C``: ``amygdala: interrupted`` and exit code 130.
+
+With ``--debug`` known and unexpected errors propagate, so Python prints the full traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+import typer
+
+from amygdala.errors import AmygdalaError
+
+KNOWN_ERROR_EXIT = 2
+UNEXPECTED_ERROR_EXIT = 1
+INTERRUPTED_EXIT = 130
+
+
+#: Exception type -> its one-line message; the first row the exception is an instance of wins. An OSError is
+#: worded by Python with the path it concerns (``[Errno 2] No such file or directory: 'x'``, or ``OutputError``'s
+#: ``cannot write x: ...``).
+ERROR_TABLE: tuple[tuple[type[BaseException], Callable[[BaseException], str]], ...] = (
+    (AmygdalaError, str),
+    (OSError, str),
+)
+
+
+def known_message(exc: BaseException) -> str | None:
+    """The one-line message of a known error, or None for an unexpected one."""
+    return next((render(exc) for kind, render in ERROR_TABLE if isinstance(exc, kind)), None)
+
+
+def exit_code_of_usage(exc: BaseException) -> int | None:
+    """Exit codes that typer/click decide themselves (``Exit``, usage errors, shown here); None otherwise."""
+    if isinstance(exc, (click.exceptions.Exit, typer.Exit)):
+        return int(exc.exit_code)
+    # typer >= 0.29 vendors click: its usage errors derive from typer.TyperException, not click's.
+    if isinstance(exc, (click.ClickException, typer.TyperException)) and hasattr(exc, "show"):
+        exc.show()
+        return int(getattr(exc, "exit_code", KNOWN_ERROR_EXIT))
+    return None

@@ -1,0 +1,93 @@
+"""Options and flag parsers shared by several commands, defined once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+import typer
+
+if TYPE_CHECKING:  # the CLI starts without torch: stage modules are imported when a command runs
+    from amygdala.layer_selection import AutoLayers
+    from amygdala.pooling import Pooling
+    from amygdala.readout import ReadoutOptions
+
+MODEL = typer.Option("default", "--model", help="'default' (embedded Gemma 3 270M), 'smollm2', an HF folder or a "
+                     ".gguf file.")
+MANIFEST = typer.Option(None, "--manifest", help="Manifest path (default: <vectors>.json).")
+FORWARD_DTYPE = typer.Option("float32", "--dtype", help="Forward precision: float32, bf16 or fp16.")
+DEVICE = typer.Option("cpu", "--device", help="cpu, cuda, mps...")
+STEER = typer.Option(None, "--steer", help="concept=alpha (repeatable): add alpha x (mean residual norm on the "
+                     "prompt) x the concept's unit vector at each steered layer.")
+STEER_LAYER = typer.Option(None, "--steer-layer", help="Layer that steers (repeatable; default: every hooked layer).")
+BATCH_SIZE = typer.Option(8, "--batch-size", help="Texts per forward pass.")
+NO_PROGRESS = typer.Option(False, "--no-progress", help="No progress bar.")
+
+
+def parse_target_layers(value: str | None) -> tuple[int, ...] | AutoLayers | None:
+    """``"5,9,12,15"`` -> ``(5, 9, 12, 15)``; ``"auto"`` / ``"auto:K"`` -> ``AutoLayers(K)`` (K defaults to 4);
+    None or empty -> None (``training.default_target_layers``)."""
+    if value is None or not value.strip():
+        return None
+    if value.strip().startswith("auto"):
+        from amygdala.layer_selection import AutoLayers
+
+        count = value.strip().removeprefix("auto").removeprefix(":") or "4"
+        if not count.isdigit() or int(count) < 1:
+            raise typer.BadParameter(f"{value!r}: write auto or auto:K with K >= 1, e.g. auto:4",
+                                     param_hint="--target-layers")
+        return AutoLayers(k=int(count))
+    try:
+        return tuple(int(part) for part in value.split(",") if part.strip()) or None
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a comma-separated list of layer indices, e.g. 5,9,12,15",
+                                 param_hint="--target-layers") from None
+
+
+def parse_device_map(value: str | None) -> str | dict[str, object] | None:
+    """``auto``/``balanced``/... pass through to accelerate; a JSON object maps module names to devices."""
+    if value is None or not value.strip().startswith("{"):
+        return value
+    try:
+        mapping = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"{value!r} is not a JSON object ({exc.msg})", param_hint="--device-map") from None
+    if not isinstance(mapping, dict):
+        raise typer.BadParameter(f"{value!r} must be a JSON object of module -> device", param_hint="--device-map")
+    return mapping
+
+
+def parse_pooling(value: str | None) -> Pooling | None:
+    """A pooling rule name (``pooling.POOLINGS``), or None (as trained)."""
+    from amygdala.pooling import POOLINGS
+
+    if value is None:
+        return None
+    if value not in POOLINGS:
+        raise typer.BadParameter(f"{value!r} is not {' or '.join(map(repr, POOLINGS))}", param_hint="--pooling")
+    return cast("Pooling", value)
+
+
+def readout_options(zscore: bool, steer: list[str] | None, steer_layer: list[int] | None) -> ReadoutOptions:
+    """``--zscore``, ``--steer`` and ``--steer-layer`` as ``ReadoutOptions`` (readout and serve)."""
+    from amygdala.readout import ReadoutOptions, parse_steer
+
+    return ReadoutOptions(zscore=zscore, steer=parse_steer(steer or []),
+                          steer_layers=tuple(steer_layer) if steer_layer else None)
+
+
+def parse_names(value: str | None) -> tuple[str, ...] | None:
+    """``"joy, fear"`` -> ``("joy", "fear")``; None or only commas -> None."""
+    names = tuple(name.strip() for name in (value or "").split(",") if name.strip())
+    return names or None
+
+
+def run_benchmark(command: str, argv: list[str]) -> None:
+    """Run ``benchmarks/bench_<command>.py`` of the source checkout (not installed with the package)."""
+    import runpy
+
+    script = Path(__file__).resolve().parents[3] / "benchmarks" / f"bench_{command}.py"
+    if not script.exists():
+        raise FileNotFoundError(f"{script} not found: run `amygdala bench {command}` from a source checkout")
+    runpy.run_path(str(script), run_name=f"bench_{command}")["main"](argv)

@@ -1,0 +1,94 @@
+"""The figures evaluation and layer selection measure, each a plain function of scores, labels or vectors.
+
+- ``auroc`` / ``cohens_d`` / ``separation``: how a concept's positives score against its negatives
+  (``sklearn.metrics.roc_auc_score``; Cohen's d with the pooled n-1 standard deviation);
+- ``filtered_ranks``: the rank of the true concept among all concepts, not counting the text's other positives;
+- ``cosine_matrix``, ``phi_matrix``, ``explained_by_others``: cross-talk between concept vectors and labels;
+- ``random_unit_directions``: the seeded chance baseline.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from sklearn.linear_model import Ridge
+from sklearn.metrics import roc_auc_score
+
+from amygdala.splits import LabelledTexts
+
+
+def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """Area under the ROC curve of scores, positives against negatives; NaN when either side is empty."""
+    if len(positive) == 0 or len(negative) == 0:
+        return math.nan
+    labels = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
+    return float(roc_auc_score(labels, np.r_[positive, negative]))
+
+
+def cohens_d(positive: np.ndarray, negative: np.ndarray) -> float:
+    """``(mean(pos) - mean(neg)) / pooled std`` (n-1 dof); NaN with fewer than 3 scores or no spread."""
+    n1, n2 = len(positive), len(negative)
+    if n1 == 0 or n2 == 0 or n1 + n2 < 3:
+        return math.nan
+    spread = ((n1 - 1) * np.var(positive, ddof=1 if n1 > 1 else 0)
+              + (n2 - 1) * np.var(negative, ddof=1 if n2 > 1 else 0)) / (n1 + n2 - 2)
+    return float((np.mean(positive) - np.mean(negative)) / math.sqrt(spread)) if spread > 0 else math.nan
+
+
+def separation(scores: torch.Tensor, data: LabelledTexts) -> tuple[list[float], list[float]]:
+    """Per concept, AUROC and Cohen's d of ``scores [n_texts, n_concepts]``, positives against negatives."""
+    values = scores.double().numpy()
+    pairs = [(values[data.positive[:, c].numpy(), c], values[data.negative[:, c].numpy(), c])
+             for c in range(values.shape[1])]
+    return [auroc(p, n) for p, n in pairs], [cohens_d(p, n) for p, n in pairs]
+
+
+def random_unit_directions(n_layers: int, n_concepts: int, hidden: int, seed: int) -> torch.Tensor:
+    """Seeded random unit vectors ``[n_layers, n_concepts, hidden]`` (the chance baseline)."""
+    draws = torch.randn((n_layers, n_concepts, hidden), generator=torch.Generator().manual_seed(seed))
+    return draws / draws.norm(dim=-1, keepdim=True)
+
+
+def filtered_ranks(z: torch.Tensor, data: LabelledTexts) -> tuple[list[int], list[int], list[int]]:
+    """For each positive (text, concept): (true concept, its filtered rank from 1, best-scoring allowed concept)."""
+    truths, ranks, picks = [], [], []
+    for row, concept in data.positive.nonzero().tolist():
+        allowed = ~data.positive[row]
+        allowed[concept] = True
+        scores = torch.where(allowed, z[row], -math.inf)
+        truths.append(concept)
+        ranks.append(1 + int((scores > scores[concept]).sum()))
+        picks.append(int(scores.argmax()))
+    return truths, ranks, picks
+
+
+def cosine_matrix(vectors: torch.Tensor) -> torch.Tensor:
+    """Cosines between the rows of ``vectors [n_concepts, hidden]``."""
+    unit = vectors.double() / vectors.double().norm(dim=1, keepdim=True)
+    return unit @ unit.T
+
+
+def phi_matrix(labels: torch.Tensor) -> torch.Tensor:
+    """Phi coefficient (Pearson correlation of 0/1 labels) between the columns of ``labels [n, C]``; NaN where
+    a column is constant."""
+    x = labels.double()
+    centred = x - x.mean(dim=0)
+    spread = centred.norm(dim=0)
+    return (centred.T @ centred) / torch.outer(spread, spread)
+
+
+def explained_by_others(vectors: torch.Tensor, alpha: float) -> list[float]:
+    """Per concept, the ridge R² of its vector regressed on the other concepts' vectors (hidden dims as samples)."""
+    matrix = vectors.double().numpy()
+    explained = []
+    for c in range(matrix.shape[0]):
+        others = np.delete(matrix, c, axis=0).T
+        if others.shape[1] == 0:
+            explained.append(0.0)
+            continue
+        fit = Ridge(alpha=alpha, fit_intercept=False).fit(others, matrix[c])
+        residual = matrix[c] - fit.predict(others)
+        explained.append(float(1 - residual @ residual / (matrix[c] @ matrix[c])))
+    return explained

@@ -1,0 +1,141 @@
+"""The stages run file to file, as the ``amygdala`` commands run them: validate, read the input files, load the
+model, run the stage, write its outputs atomically. Each command calls exactly one of these functions (``demo``
+chains them); the stages themselves (``training.train``, ``evaluation.evaluate``, ``readout.read_texts``) stay
+plain functions of typed values, so callers can compose them differently.
+
+``model`` is a model spec (``models.resolve_model_path``) or a model already loaded, so a caller that runs
+several stages loads it once.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from amygdala.artifact import ReadoutArtifact, elh_path_for, load_artifact, save_artifact
+from amygdala.evaluation import EvalOptions, Evaluation, evaluate
+from amygdala.examples import Example, read_examples
+from amygdala.models import DEFAULT_MODEL, LoadedModel, load_model
+from amygdala.outputs import check_output_path
+from amygdala.pooling import Pooling, PoolingError, PoolingSpec
+from amygdala.readout import ReadoutOptions, TextReadout, check_options, read_texts
+from amygdala.readout_view import InputText, parse_input_lines, readout_record, write_html, write_jsonl
+from amygdala.report import example_texts, write_report
+from amygdala.training import TrainOptions, train
+
+ModelSource = str | LoadedModel
+
+
+def _loaded(model: ModelSource, *, dtype: str, device: str = "cpu",
+            device_map: str | dict[str, object] | None = None) -> LoadedModel:
+    if isinstance(model, LoadedModel):
+        return model
+    return load_model(model, dtype=dtype, device=device, device_map=device_map)
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """What ``train_files`` trained and wrote, and how long it took (model load included)."""
+
+    artifact: ReadoutArtifact
+    vectors_path: Path
+    manifest_path: Path
+    elh_path: Path | None
+    seconds: float
+
+
+def train_files(training_data_dir: Path, output: Path, options: TrainOptions = TrainOptions(), *,
+                model: ModelSource = DEFAULT_MODEL, dtype: str = "float32",
+                device_map: str | dict[str, object] | None = None, emotions: Sequence[str] | None = None,
+                manifest: Path | None = None, write_elh: bool = False) -> TrainRun:
+    """``<emotion>.jsonl`` examples -> ``readout.safetensors`` + manifest (+ the eLH file with ``write_elh``)."""
+    examples = read_examples(training_data_dir, list(emotions) if emotions else None)
+    for path in (output, manifest or output):  # before the model loads: no folder can be made under a file
+        check_output_path(path)
+    start = time.perf_counter()
+    artifact = train(_loaded(model, dtype=dtype, device_map=device_map), examples, options)
+    manifest_path = save_artifact(artifact, output, manifest_path=manifest, write_elh=write_elh)
+    return TrainRun(artifact, output, manifest_path, elh_path_for(output) if write_elh else None,
+                    time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """What ``evaluate_files`` measured and where the report went."""
+
+    artifact: ReadoutArtifact
+    evaluation: Evaluation
+    json_path: Path
+    html_path: Path
+
+
+def _eval_texts(texts: Path | None, examples: list[Example], count: int) -> list[tuple[str, str]]:
+    """(label, text) pairs to read out token by token: the ``texts`` file, else a few held-out positives."""
+    if texts is None:
+        return example_texts(examples, count)
+    with texts.open(encoding="utf-8") as handle:
+        return [(str(item.id), item.text) for item in parse_input_lines(handle, str(texts))]
+
+
+def evaluate_files(vectors: Path, training_data_dir: Path, report_dir: Path, options: EvalOptions = EvalOptions(),
+                   *, manifest: Path | None = None, model: ModelSource = DEFAULT_MODEL, dtype: str | None = None,
+                   texts: Path | None = None, n_texts: int = 6, pooling: Pooling | None = None,
+                   skip_tokens: int | None = None) -> EvalRun:
+    """Evaluate an artifact on its examples' held-out split and write ``report.json`` + ``report.html``.
+
+    ``pooling`` / ``skip_tokens`` override the trained pooling spec (``options.pooling`` None: as trained);
+    ``dtype`` None: the trained forward dtype."""
+    artifact = load_artifact(vectors, manifest)
+    if pooling is not None or skip_tokens is not None:
+        spec = options.pooling or artifact.pooling
+        options = replace(options, pooling=spec.overridden(pooling=pooling, skip_tokens=skip_tokens))
+    examples = read_examples(training_data_dir, list(artifact.concepts))
+    pairs = _eval_texts(texts, examples, n_texts)
+    trained_dtype = artifact.record.forward_dtype if artifact.record is not None else "float32"
+    evaluation = evaluate(_loaded(model, dtype=dtype or trained_dtype), artifact, examples, options, pairs)
+    curve = artifact.record.layer_curve if artifact.record is not None else None
+    json_path, html_path = write_report(evaluation, report_dir, curve)
+    return EvalRun(artifact, evaluation, json_path, html_path)
+
+
+@dataclass(frozen=True)
+class ReadoutRun:
+    """What ``read_out_files`` read and wrote."""
+
+    artifact: ReadoutArtifact
+    items: tuple[InputText, ...]
+    readouts: tuple[TextReadout, ...]
+    spec: PoolingSpec
+
+
+def read_input(source: str) -> list[InputText]:
+    """Texts from a JSONL / plain-lines file, or from stdin for ``-``."""
+    if source == "-":
+        return parse_input_lines(sys.stdin, "stdin")
+    with Path(source).open(encoding="utf-8") as handle:
+        return parse_input_lines(handle, source)
+
+
+def read_out_files(vectors: Path, source: str, output: Path, options: ReadoutOptions = ReadoutOptions(), *,
+                   manifest: Path | None = None, model: ModelSource = DEFAULT_MODEL, dtype: str = "float32",
+                   device: str = "cpu", pooling: Pooling | None = None, skip_tokens: int | None = None,
+                   chat_template: bool | None = None, per_token: bool = False, html: Path | None = None,
+                   progress: bool = False) -> ReadoutRun:
+    """Read concepts out of the texts of ``source`` into ``output`` (JSONL, one line per text; pooled as trained
+    unless ``pooling`` / ``skip_tokens`` / ``chat_template`` override it), and an HTML page with ``html``."""
+    items = read_input(source)
+    artifact = load_artifact(vectors, manifest)
+    check_options(artifact, options)
+    spec = artifact.pooling.overridden(pooling=pooling, skip_tokens=skip_tokens, chat_template=chat_template)
+    if problems := spec.problems():
+        raise PoolingError("readout pooling: " + "; ".join(problems))
+    loaded = _loaded(model, dtype=dtype, device=device)
+    readouts = read_texts(loaded, artifact, [item.text for item in items], options, spec=spec, progress=progress)
+    write_jsonl(output, [readout_record(item, readout, artifact, per_token=per_token, spec=spec, zscore=options.zscore)
+                         for item, readout in zip(items, readouts, strict=True)])
+    if html is not None:
+        write_html(html, list(zip(items, readouts, strict=True)), artifact, zscore=options.zscore)
+    return ReadoutRun(artifact, tuple(items), tuple(readouts), spec)
