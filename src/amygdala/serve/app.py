@@ -60,6 +60,10 @@ def create_app(engine: Engine, options: ServeOptions) -> FastAPI:
         return await _answer("chat", chat_jobs(body, engine, options), body, request, engine, options)
 
     app.include_router(router)
+    if options.ui:
+        from amygdala.serve.ui import ui_router
+
+        app.include_router(ui_router(_auth(options.api_key)))
     return app
 
 
