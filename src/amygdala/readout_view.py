@@ -23,9 +23,10 @@ from amygdala.errors import AmygdalaError
 from amygdala.outputs import atomic_write_bytes
 from amygdala.palette import concept_colour, token_style
 from amygdala.pooling import PoolingSpec, pool_readout
+from amygdala.problems import listed
 from amygdala.readout import TextReadout
 
-_MAX_REPORTED = 5
+_TOP_CONCEPTS = 5
 
 
 class ReadoutInputError(AmygdalaError):
@@ -68,9 +69,8 @@ def parse_input_lines(lines: Iterable[str], source: str) -> list[InputText]:
         else:
             items.append(InputText(row.get("id", number), row["text"]))
     if problems:
-        shown = ", ".join(problems[:_MAX_REPORTED]) + (f" and {len(problems) - _MAX_REPORTED} more"
-                                                       if len(problems) > _MAX_REPORTED else "")
-        raise ReadoutInputError(f"{shown}: JSON line(s) without a non-empty string 'text': write {{\"id\", \"text\"}}")
+        raise ReadoutInputError(f"{listed(problems, separator=', ')}: JSON line(s) without a non-empty string 'text': "
+                                f"write {{\"id\", \"text\"}}")
     if not items:
         raise ReadoutInputError(f"{source} holds no texts: give one text per line (plain or {{\"text\": ...}})")
     return items
@@ -132,7 +132,7 @@ def html_page(entries: Sequence[tuple[InputText, TextReadout]], artifact: Readou
         spans = []
         for t, token in enumerate(readout.tokens):
             values = readout.values[t, position]
-            top = values.topk(min(_MAX_REPORTED, values.numel()))
+            top = values.topk(min(_TOP_CONCEPTS, values.numel()))
             pairs = zip(top.values.tolist(), top.indices.tolist())
             tip = ", ".join(f"{artifact.concepts[c]} {v:.2f}" for v, c in pairs)
             alpha = f"{int(255 * strength[t] * 0.8):02x}"

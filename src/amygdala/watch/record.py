@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from amygdala.outputs import atomic_write_bytes
+from amygdala.problems import listed
 from amygdala.watch.events import (Event, Manifest, Notice, Token, TurnEnd, TurnKind, TurnStart, WatchError,
                                    manifest_from_json, readout_from_json)
-
-_MAX_REPORTED = 5
 
 
 @dataclass
@@ -127,9 +126,7 @@ def read_record(path: Path) -> list[dict[str, Any]]:
         else:
             rows.append(row)
     if problems:
-        shown = "; ".join(problems[:_MAX_REPORTED]) + (f"; and {len(problems) - _MAX_REPORTED} more"
-                                                       if len(problems) > _MAX_REPORTED else "")
-        raise WatchError(f"--replay {path}: {shown}")
+        raise WatchError(f"--replay {path}: {listed(problems)}")
     if not rows:
         raise WatchError(f"--replay {path} holds no turns: record one with amygdala watch --record")
     return rows
@@ -145,7 +142,8 @@ def replay_events(rows: list[dict[str, Any]], source: str) -> Iterator[Event]:
             manifest = row_manifest
             yield manifest
         turn = number  # ids may repeat or be strings (readout --per-token); only the grouping matters
-        kind: TurnKind = row.get("kind") if row.get("kind") in ("chat", "completion") else "text"
+        kind: TurnKind = "chat" if row.get("kind") == "chat" else "completion" if row.get("kind") == "completion" \
+            else "text"
         prompt = str(row.get("prompt", row.get("id", turn)))
         yield TurnStart(turn, prompt, kind, clock)
         ids, elapsed = row.get("token_ids") or [None] * len(row["tokens"]), row.get("elapsed_s")

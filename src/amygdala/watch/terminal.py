@@ -20,7 +20,7 @@ import tty
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import TextIO
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.live import Live
@@ -56,7 +56,7 @@ class KeyReader:
 
     def __init__(self, stream: TextIO = sys.stdin) -> None:
         self.fd = stream.fileno() if stream.isatty() else None
-        self._saved: list[object] | None = None
+        self._saved: list[Any] | None = None
 
     def __enter__(self) -> KeyReader:
         if self.fd is not None:
