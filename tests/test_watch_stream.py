@@ -6,8 +6,8 @@ notice, and the tokens that did arrive are kept."""
 from __future__ import annotations
 
 import asyncio
-import os
 import json
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
