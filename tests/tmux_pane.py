@@ -75,6 +75,12 @@ class Pane:
         return self._run("capture-pane", "-p", "-t", self.name, *(["-e"] if colours else []),
                          *(["-S", "-"] if history else []))
 
+    def coloured_line(self, number: int) -> str:
+        """Line ``number`` of ``screen(history=True)`` with its colours, captured on its own: tmux writes a line's
+        escapes relative to the line above, so two equal lines under different lines would read differently."""
+        line = number - int(self.value("history_size"))
+        return self._run("capture-pane", "-p", "-e", "-t", self.name, "-S", str(line), "-E", str(line)).rstrip("\n")
+
     def value(self, name: str) -> str:
         """A tmux format variable of the pane, e.g. ``alternate_on``, ``cursor_flag``, ``pane_dead``."""
         return self._run("display-message", "-p", "-t", self.name, f"#{{{name}}}").strip()

@@ -156,9 +156,9 @@ class Session:
         first = self.live.turn(self.options.prompt) if self.options.prompt is not None else iter(())
         return chain(self.live.connect(), first)
 
-    def controls(self, **changes: object) -> Controls:
-        return Controls(self.source_label, interactive=self.options.interactive and self.live is not None,
-                        **changes)  # type: ignore[arg-type]
+    def controls(self, *, paused: bool = False, typing: str | None = None) -> Controls:
+        return Controls(self.source_label, paused=paused,
+                        interactive=self.options.interactive and self.live is not None, typing=typing)
 
     def close(self) -> WatchOutcome:
         if self.live is not None:

@@ -117,9 +117,11 @@ class LiveSource:
             else:
                 yield Notice(_server_error(MANIFEST_PATH, exc).error or "", "error")
             return
-        except (WatchError, ValueError) as exc:  # a JSON body that is no manifest, or no JSON at all
-            yield Notice(f"{exc}: {_NO_READOUT}" if isinstance(exc, WatchError) else
-                         f"{MANIFEST_PATH} did not answer JSON: {_NO_READOUT}", "error")
+        except WatchError as exc:  # JSON that is no manifest
+            yield Notice(f"{exc}: {_NO_READOUT}", "error")
+            return
+        except ValueError:  # no JSON at all
+            yield Notice(f"{MANIFEST_PATH} did not answer JSON: {_NO_READOUT}", "error")
             return
         self.manifest = manifest
         yield manifest
