@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fault_server import fault_app
 from readout_helpers import concept_artifact
 from tmux_pane import artifact_dir
 
@@ -78,10 +79,10 @@ def _browser() -> tuple[str, str]:
     return node, chromium
 
 
-def _drive(url: str, key: str | None, max_tokens: int, screenshot: Path | None = None,
+def _drive(url: str, key: str | None, prompts: list[str], max_tokens: int, screenshot: Path | None = None,
            wrong_key: str | None = None) -> dict:
     node, chromium = _browser()
-    config = {"chromium": chromium, "url": url, "key": key, "prompt": PROMPT, "maxTokens": max_tokens,
+    config = {"chromium": chromium, "url": url, "key": key, "prompts": prompts, "maxTokens": max_tokens,
               "screenshot": str(screenshot) if screenshot else None, "wrongKey": wrong_key}
     done = subprocess.run([node, str(NODE_DIR / "ui_check.mjs"), json.dumps(config)], capture_output=True,
                           text=True, timeout=300, cwd=NODE_DIR)
@@ -95,11 +96,11 @@ def test_page_streams_tinted_tokens_and_a_heat_strip_in_chromium(keyed_url: str)
     with ReadoutClient(keyed_url, api_key=KEY) as client:
         expected = client.complete(PROMPT, max_tokens=20, temperature=0)["choices"][0]
     screenshot = artifact_dir() / "ui.png"
-    seen = _drive(keyed_url, KEY, 20, screenshot, wrong_key="nope")
+    seen = _drive(keyed_url, KEY, [PROMPT], 20, screenshot, wrong_key="nope")
     assert seen["firstStatus"] == 401 and seen["keyPage"] and seen["wrongKeyMessage"] == "the server refused this key"
     assert seen["info"] == "gemma · 3 concepts × layers 3, 9, 14"
     assert seen["layers"] == ["layer 3", "layer 9", "layer 14"] and seen["selectedLayer"] == "layer 14"
-    answer = seen["answer"]
+    (answer,) = seen["answers"]
     assert answer["state"] == "done (length)" and answer["messages"] == []
     assert "".join(answer["tokens"]) == expected["text"] and len(answer["tokens"]) == len(expected["token_ids"])
     assert answer["zsource"] == "z-scores: manifest calibration" and answer["tinted"] > 0
@@ -113,9 +114,27 @@ def test_page_streams_tinted_tokens_and_a_heat_strip_in_chromium(keyed_url: str)
 
 
 def test_page_on_a_server_without_readout_says_so_and_still_streams(bare_url: str) -> None:
-    seen = _drive(bare_url, None, 6)
+    seen = _drive(bare_url, None, [PROMPT], 6)
     assert seen["firstStatus"] == 200 and seen["layers"] == []
-    answer = seen["answer"]
+    (answer,) = seen["answers"]
     assert len(answer["tokens"]) == 6 and answer["tinted"] == 0 and answer["heat"]["rows"] == 0
     assert answer["messages"][0].startswith("error: this server serves no readout (404 on /v1/readout/manifest)")
     assert answer["state"] == "done (length)"
+
+
+def test_page_survives_malformed_chunks_missing_readouts_and_a_cut_stream() -> None:
+    """The fault server's scripts (tests/fault_server.py) in the page: each fault is a message, the tokens that
+    came are shown, and the page takes the next prompt."""
+    with serve_in_thread(fault_app(ui=True)) as url:
+        seen = _drive(url, None, ["faults", "cut-page", "error"], 8)
+    faults, cut, error = seen["answers"]
+    assert faults["tokens"] == ["A", "B", "C", "D", "E"] and faults["state"] == "ended"
+    assert faults["messages"] == ["warning: skipped chunk 2: not JSON (\"{not json\")",
+                                  "warning: chunk 3: its readout is not [2][2] numbers; token shown uncoloured",
+                                  'warning: token "C" came without a readout; such tokens show uncoloured',
+                                  "warning: skipped chunk 6: no 'choices' list"]
+    assert faults["heat"]["tokens"] == 5 and faults["heat"]["rows"] == 2
+    assert cut["tokens"][-2:] == ["A", "B"] and cut["state"] == "failed"
+    assert cut["messages"][-1].startswith("error: the stream was cut after 2 tokens")
+    assert error["state"] == "failed" and error["messages"][-1] == (
+        "error: the server ended the answer with an error: generation failed: boom")

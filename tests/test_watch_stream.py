@@ -5,17 +5,15 @@ notice, and the tokens that did arrive are kept."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fault_server import fault_app
 from mcp_servers import free_port
 from readout_helpers import concept_artifact
 
@@ -111,57 +109,7 @@ def test_an_unreachable_server_is_retried_only_on_request() -> None:
     assert [n.text.split(" ")[0] for n in _of(retried, Notice)] == ["cannot", "retrying", "cannot"]
 
 
-# --- the fault server ------------------------------------------------------------------------------------------
-GOOD = [[0.5, -1.0], [2.0, 0.25]]
-FAULT_MANIFEST = {"concepts": ["joy", "fear"], "layers": [1, 2]}
-
-
-def _chunk(text: str, readout: object = None, **extra: object) -> str:
-    choice = {"index": 0, "text": text, "finish_reason": None, **extra}
-    if readout is not None:
-        choice["readout"] = readout
-    return "data: " + json.dumps({"choices": [choice]}) + "\n\n"
-
-
-SCRIPTS: dict[str, list[str]] = {
-    "faults": [_chunk("A", GOOD, token_id=1), "data: {not json\n\n", _chunk("B", [[1.0]], token_id=2),
-               _chunk("C", token_id=3), _chunk("D", token_id=4), "data: [1, 2]\n\n",
-               _chunk("E", GOOD, token_id=5), "data: [DONE]\n\n"],
-    "cut": [_chunk("A", GOOD, token_id=1), _chunk("B", GOOD, token_id=2), "CUT"],
-    "error": [_chunk("A", GOOD, token_id=1),
-              "data: " + json.dumps({"error": {"message": "generation failed: boom"}}) + "\n\n", "data: [DONE]\n\n"],
-    "merged": [_chunk("", GOOD), _chunk("", [[1.0, 1.0], [1.0, 1.0]]), _chunk("xyz", GOOD, token_ids=[7, 8, 9]),
-               _chunk("", None, finish_reason="length"), "data: [DONE]\n\n"],
-}
-
-
-def fault_app() -> FastAPI:
-    app = FastAPI()
-    requests: dict[str, int] = {}
-    app.get("/v1/readout/manifest")(lambda: FAULT_MANIFEST)
-
-    @app.post("/v1/completions", response_model=None)
-    async def completions(request: Request) -> StreamingResponse | JSONResponse:
-        prompt = (await request.json())["prompt"]
-        requests[prompt] = requests.get(prompt, 0) + 1
-        if prompt == "busy" and requests[prompt] == 1:
-            return JSONResponse({"error": {"message": "overloaded"}}, status_code=503)
-        script = SCRIPTS["faults" if prompt == "busy" else prompt.split("-")[0]]
-        if prompt.startswith("cut") and requests[prompt] > 1:  # each prompt's first request is cut, later ones not
-            script = script[:-1] + ["data: [DONE]\n\n"]
-
-        async def lines() -> AsyncIterator[str]:
-            for line in script:
-                if line == "CUT":
-                    raise ConnectionResetError("the test server drops the connection")
-                yield line
-                await asyncio.sleep(0.01)
-
-        return StreamingResponse(lines(), media_type="text/event-stream")
-
-    return app
-
-
+# --- the fault server (tests/fault_server.py) -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fault_url() -> Iterator[str]:
     with serve_in_thread(fault_app()) as base:

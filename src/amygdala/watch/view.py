@@ -87,8 +87,8 @@ def _status(state: WatchState, controls: Controls) -> Text:
         parts.append("PAUSED")
     elif state.streaming:
         parts.append("streaming")
-    elif state.prompts:
-        parts.append(f"done ({state.finish_reason or 'cut'})")
+    elif state.prompts:  # no finish reason: the answer was cut or refused (a notice says which), or never said
+        parts.append(f"done ({state.finish_reason})" if state.finish_reason else "ended")
     return Text(" · ".join(parts), style="bold")
 
 
