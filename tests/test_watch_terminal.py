@@ -7,6 +7,7 @@ import io
 import json
 import re
 import shlex
+import time
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,3 +194,29 @@ def test_replay_draws_the_same_screen_as_the_live_run(gemma_url: str, tmp_path: 
     assert replayed[0].split()[:4] == ["amygdala", "watch", "replay", "of"]
     assert live[1:] == replayed[1:]
     assert live_colours[1:] == replayed_colours[1:] and any("\x1b[" in line for line in live_colours)
+
+
+def test_pause_holds_a_replay_until_pressed_again(tmp_path: Path) -> None:
+    """A replay keeps its recorded pace (one token a second here); 'p' holds it, 'p' again lets it go on."""
+    record = tmp_path / "slow.jsonl"
+    tokens = [f" w{k}" for k in range(12)]
+    record.write_text(json.dumps({"id": 1, "layers": [0, 1], "concepts": ["joy", "fear"], "zscore": False,
+                                  "tokens": tokens, "readout": [[[k, -k], [1.0, 2.0 * k]] for k in range(12)],
+                                  "elapsed_s": [float(k) for k in range(12)], "prompt": "slow", "kind": "completion"})
+                      + "\n")
+
+    def count(screen: str) -> int:
+        return int(re.search(r"(\d+) tokens", screen).group(1))  # type: ignore[union-attr]
+
+    with tmux_pane() as pane:
+        pane.start("bash --norc --noprofile")
+        pane.keys(f"{WATCH} --replay {shlex.quote(str(record))}; echo EXIT=$?", "Enter")
+        pane.wait_for(lambda s: "z-scores: running stats" in s and count(s) >= 2, "the replay to start")
+        pane.keys("p")
+        held = count(pane.wait_for(lambda s: "PAUSED" in s, "the pause"))
+        time.sleep(2.5)
+        assert count(pane.screen()) == held and "PAUSED" in pane.screen(), "the replay went on while paused"
+        pane.keys("p")
+        pane.wait_for(lambda s: "PAUSED" not in s and count(s) >= held + 2, "the replay to go on")
+        pane.keys("q")
+        pane.wait_for(lambda s: "EXIT=0" in s, "watch to exit")
