@@ -18,13 +18,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fault_server import fault_app
-from readout_helpers import concept_artifact
-from tmux_pane import artifact_dir
 
 from amygdala.client import ReadoutClient
 from amygdala.models import LoadedModel
 from amygdala.serve import Engine, ServeOptions, create_app, serve_in_thread
+
+from fault_server import fault_app
+from readout_helpers import concept_artifact
+from tmux_pane import artifact_dir
 
 pytestmark = pytest.mark.slow
 KEY = "ui-key"

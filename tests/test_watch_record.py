@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from readout_helpers import concept_artifact
 
 from amygdala.models import LoadedModel
 from amygdala.readout import read_text
 from amygdala.readout_view import InputText, readout_record, write_jsonl
 from amygdala.watch.events import LayerCalibration, Manifest, Token, TurnEnd, TurnStart, WatchError
 from amygdala.watch.record import Recorder, read_record, replay_events
+
+from readout_helpers import concept_artifact
 
 MANIFEST = Manifest(("joy", "fear"), (2, 5), {2: LayerCalibration((0.0, 1.0), (1.0, 2.0)),
                                                5: LayerCalibration((0.5, 0.0), (3.0, 1.0))})

@@ -21,7 +21,7 @@ LAYERS = (3, 14, 9)
 
 def _readouts(count: int, seed: int = 0) -> list[tuple[tuple[float, ...], ...]]:
     rng = random.Random(seed)
-    return [tuple(tuple(rng.gauss(10 * l, 1 + c) for c in range(3)) for l in range(3)) for _ in range(count)]
+    return [tuple(tuple(rng.gauss(10 * layer, 1 + c) for c in range(3)) for layer in range(3)) for _ in range(count)]
 
 
 def _state(manifest: Manifest, readouts: list, options: ViewOptions | None = None) -> WatchState:

@@ -5,7 +5,6 @@ notice, and the tokens that did arrive are kept."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,9 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fault_server import fault_app
-from mcp_servers import free_port
-from readout_helpers import concept_artifact
 
 from amygdala.artifact import ReadoutArtifact
 from amygdala.client import ReadoutClient
@@ -23,6 +19,10 @@ from amygdala.models import LoadedModel
 from amygdala.serve import Engine, ServeOptions, create_app, serve_in_thread
 from amygdala.watch import LiveOptions, LiveSource, Manifest, Notice, Token, TurnEnd, TurnStart
 from amygdala.watch.events import Event
+
+from fault_server import fault_app
+from mcp_servers import free_port
+from readout_helpers import concept_artifact
 
 pytestmark = pytest.mark.slow
 KEY = "stream-key"

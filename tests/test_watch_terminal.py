@@ -7,20 +7,21 @@ import io
 import json
 import re
 import shlex
-import time
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from readout_helpers import concept_artifact
 from rich.console import Console
 from rich.text import Text
-from tmux_pane import Pane, artifact_dir, tmux_pane
 
 from amygdala.client import ReadoutClient
 from amygdala.models import LoadedModel
 from amygdala.serve import Engine, ServeOptions, create_app, serve_in_thread
+
+from readout_helpers import concept_artifact
+from tmux_pane import Pane, artifact_dir, tmux_pane
 
 pytestmark = pytest.mark.slow
 KEY = "watch-key"

@@ -12,13 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from amygdala.errors import AmygdalaError
+
 TurnKind = Literal["chat", "completion", "text"]
 Level = Literal["info", "warning", "error"]
 #: ``[n_layers][n_concepts]`` of one token, layers and concepts in manifest order.
 Readout = tuple[tuple[float, ...], ...]
 
 
-class WatchError(ValueError):
+class WatchError(AmygdalaError):
     """A watch session cannot start (bad options, unreadable manifest or record): one line naming the input."""
 
 
@@ -111,7 +113,7 @@ def manifest_from_json(data: object, source: str) -> Manifest:
     concepts, layers = data.get("concepts"), data.get("layers")
     if not (isinstance(concepts, list) and concepts and all(isinstance(c, str) for c in concepts)):
         raise WatchError(f"{source}: the manifest's 'concepts' must be a non-empty list of names")
-    if not (isinstance(layers, list) and layers and all(isinstance(x, int) and not isinstance(x, bool) for x in layers)):
+    if not (isinstance(layers, list) and layers and all(type(x) is int for x in layers)):  # bool is no layer
         raise WatchError(f"{source}: the manifest's 'layers' must be a non-empty list of layer indices")
     return Manifest(tuple(concepts), tuple(layers), _calibration(data.get("calibration"), tuple(layers), len(concepts)),
                     zscored=data.get("zscore") is True)

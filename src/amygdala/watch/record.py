@@ -18,8 +18,18 @@ from typing import Any
 
 from amygdala.outputs import atomic_write_bytes
 from amygdala.problems import listed
-from amygdala.watch.events import (Event, Manifest, Notice, Token, TurnEnd, TurnKind, TurnStart, WatchError,
-                                   manifest_from_json, readout_from_json)
+from amygdala.watch.events import (
+    Event,
+    Manifest,
+    Notice,
+    Token,
+    TurnEnd,
+    TurnKind,
+    TurnStart,
+    WatchError,
+    manifest_from_json,
+    readout_from_json,
+)
 
 
 @dataclass

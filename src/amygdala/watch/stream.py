@@ -18,8 +18,17 @@ import httpx
 
 from amygdala.client import SSE_DONE, ReadoutClient, ServerError, iter_sse_data, raise_for_error
 from amygdala.watch.chunks import ChunkReader
-from amygdala.watch.events import (Event, Manifest, Notice, Token, TurnEnd, TurnKind, TurnStart, WatchError,
-                                   manifest_from_json)
+from amygdala.watch.events import (
+    Event,
+    Manifest,
+    Notice,
+    Token,
+    TurnEnd,
+    TurnKind,
+    TurnStart,
+    WatchError,
+    manifest_from_json,
+)
 
 MANIFEST_PATH = "/v1/readout/manifest"
 _NO_READOUT = ("tokens will show uncoloured; start amygdala serve with --vectors, or vLLM with amygdala-vllm "

@@ -149,5 +149,6 @@ def render(state: WatchState, controls: Controls, console: Console, width: int, 
     layout = Layout()
     layout.split_column(Layout(header, size=HEADER_LINES), Layout(name="body", size=body_height),
                         Layout(_footer(state, controls), size=FOOTER_LINES))
-    layout["body"].split_row(Layout(Panel(text, title=buffered)), Layout(_side_panel(state, side_width), size=side_width))
+    layout["body"].split_row(Layout(Panel(text, title=buffered)),
+                             Layout(_side_panel(state, side_width), size=side_width))
     return layout
