@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from amygdala.models import LoadedModel
+from amygdala.pooling import PoolingSpec
 from amygdala.readout import read_text
 from amygdala.readout_view import InputText, readout_record, write_jsonl
 from amygdala.watch.events import LayerCalibration, Manifest, Token, TurnEnd, TurnStart, WatchError
@@ -79,7 +80,7 @@ def test_replay_reads_readout_per_token_output(gemma: LoadedModel, tmp_path: Pat
     artifact = concept_artifact(gemma)
     items = [InputText("a", "I am so happy today."), InputText(7, "The dark noises terrified me.")]
     readouts = [read_text(gemma, artifact, item.text) for item in items]
-    records = [readout_record(item, readout, artifact, per_token=True, pooling="mean", skip_tokens=0, zscore=False)
+    records = [readout_record(item, readout, artifact, per_token=True, spec=PoolingSpec(), zscore=False)
                for item, readout in zip(items, readouts)]
     write_jsonl(tmp_path / "offline.jsonl", records)
     events = list(replay_events(read_record(tmp_path / "offline.jsonl"), "offline"))
