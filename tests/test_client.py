@@ -8,9 +8,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from amygdala.client import ReadoutClient, ServerError, iter_sse
+from amygdala.client import SSE_DONE, ReadoutClient, ServerError, iter_sse, iter_sse_data, raise_for_error
 from amygdala.models import LoadedModel
 from amygdala.serve import Engine, ServeOptions, create_app, serve_in_thread
 
@@ -30,6 +31,25 @@ def urls(tiny_model: LoadedModel) -> Iterator[tuple[str, str]]:
 def test_iter_sse_yields_json_payloads_until_done() -> None:
     lines = iter(["", ": keep-alive", 'data: {"a": 1}', "event: x", 'data:{"b": [2]}', "data: [DONE]", 'data: {"c": 3}'])
     assert list(iter_sse(lines)) == [{"a": 1}, {"b": [2]}]
+
+
+def test_iter_sse_data_keeps_done_and_leaves_payloads_undecoded() -> None:
+    """What a reader that must survive malformed chunks, or tell a cut stream from a finished one, needs."""
+    lines = iter(["", 'data: {"a": 1}', "data: {not json", "data: [DONE]"])
+    assert list(iter_sse_data(lines)) == ['{"a": 1}', "{not json", SSE_DONE]
+
+
+@pytest.mark.parametrize(("response", "message"), [
+    (httpx.Response(401, json={"error": {"message": "bad key", "code": "invalid_api_key"}}), "bad key"),
+    (httpx.Response(400, json={"object": "error", "message": "flat body"}), "flat body"),
+    (httpx.Response(500, json={"error": "just a string"}), "just a string"),
+    (httpx.Response(502, text="<html>Bad Gateway</html>"), "<html>Bad Gateway</html>"),
+])
+def test_raise_for_error_reads_the_error_bodies_servers_send(response: httpx.Response, message: str) -> None:
+    with pytest.raises(ServerError) as error:
+        raise_for_error(response)
+    assert error.value.status == response.status_code and error.value.error["message"] == message
+    raise_for_error(httpx.Response(200, json={}))  # a success is not an error
 
 
 def test_client_streams_what_it_completes_with_a_readout_per_token(urls: tuple[str, str]) -> None:

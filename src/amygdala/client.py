@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+#: The last ``data:`` payload of every stream; a stream that ends without it was cut.
+SSE_DONE = "[DONE]"
 
 class ServerError(Exception):
     """The server answered with an OpenAI-style error body (or a non-JSON failure)."""
@@ -37,14 +39,18 @@ class TokenChunk:
     finish_reason: str | None
 
 
-def _raise_for_error(response: httpx.Response) -> None:
+def raise_for_error(response: httpx.Response) -> None:
+    """A ServerError for a 4xx/5xx answer: its OpenAI-style ``error`` object, else the body as the message."""
     if response.status_code < 400:
         return
     response.read()
     try:
-        error = response.json().get("error", {})
-    except (json.JSONDecodeError, AttributeError):
-        error = {"message": response.text}
+        body = response.json()
+    except json.JSONDecodeError:
+        body = None
+    error = body.get("error", body) if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        error = {"message": error if isinstance(error, str) else response.text}
     raise ServerError(response.status_code, error)
 
 
@@ -67,7 +73,7 @@ class ReadoutClient:
     def manifest(self) -> dict[str, Any]:
         """``{"concepts": [...], "layers": [...], ...}``; ServerError 404 when the server has no vectors."""
         response = self.http.get("/v1/readout/manifest")
-        _raise_for_error(response)
+        raise_for_error(response)
         return response.json()
 
     def complete(self, prompt: str | list[int], **params: Any) -> dict[str, Any]:
@@ -79,7 +85,7 @@ class ReadoutClient:
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         response = self.http.post(path, json=body)
-        _raise_for_error(response)
+        raise_for_error(response)
         return response.json()
 
     def stream_completion(self, prompt: str | list[int], **params: Any) -> Iterator[TokenChunk]:
@@ -92,7 +98,7 @@ class ReadoutClient:
         """Yield each token chunk of an SSE stream until ``[DONE]``; an error event raises ServerError.
         Leaving the loop early closes the connection, which cancels the generation on the server."""
         with self.http.stream("POST", path, json={**body, "stream": True}) as response:
-            _raise_for_error(response)
+            raise_for_error(response)
             for event in iter_sse(response.iter_lines()):
                 if "error" in event:
                     raise ServerError(500, event["error"])
@@ -104,10 +110,15 @@ class ReadoutClient:
 
 def iter_sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
     """The JSON payloads of ``data:`` lines, stopping at ``data: [DONE]``."""
-    for line in lines:
-        if not line.startswith("data:"):
-            continue
-        data = line[len("data:"):].strip()
-        if data == "[DONE]":
+    for data in iter_sse_data(lines):
+        if data == SSE_DONE:
             return
         yield json.loads(data)
+
+
+def iter_sse_data(lines: Iterator[str]) -> Iterator[str]:
+    """The text of every ``data:`` line, ``[DONE]`` included: a reader that must survive a malformed payload, or
+    tell a finished stream from a cut one, decodes and stops itself."""
+    for line in lines:
+        if line.startswith("data:"):
+            yield line[len("data:"):].strip()

@@ -21,12 +21,12 @@ from rich.text import Text
 from amygdala.artifact import ReadoutArtifact
 from amygdala.errors import AmygdalaError
 from amygdala.outputs import atomic_write_bytes
+from amygdala.palette import concept_colour, token_style
 from amygdala.pooling import PoolingSpec, pool_readout
+from amygdala.problems import listed
 from amygdala.readout import TextReadout
 
-PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#469990",
-           "#9a6324", "#800000", "#808000", "#000075", "#fabed4", "#dcbeff", "#aaffc3")
-_MAX_REPORTED = 5
+_TOP_CONCEPTS = 5
 
 
 class ReadoutInputError(AmygdalaError):
@@ -69,9 +69,8 @@ def parse_input_lines(lines: Iterable[str], source: str) -> list[InputText]:
         else:
             items.append(InputText(row.get("id", number), row["text"]))
     if problems:
-        shown = ", ".join(problems[:_MAX_REPORTED]) + (f" and {len(problems) - _MAX_REPORTED} more"
-                                                       if len(problems) > _MAX_REPORTED else "")
-        raise ReadoutInputError(f"{shown}: JSON line(s) without a non-empty string 'text': write {{\"id\", \"text\"}}")
+        raise ReadoutInputError(f"{listed(problems, separator=', ')}: JSON line(s) without a non-empty string 'text': "
+                                f"write {{\"id\", \"text\"}}")
     if not items:
         raise ReadoutInputError(f"{source} holds no texts: give one text per line (plain or {{\"text\": ...}})")
     return items
@@ -114,11 +113,10 @@ def terminal_view(item: InputText, readout: TextReadout, artifact: ReadoutArtifa
     index, strength = _tops(readout, artifact.layers, layer, zscore)
     view = Text(f"{item.id}: ", style="bold")
     for token, concept, level in zip(readout.tokens, index, strength):
-        colour = PALETTE[concept % len(PALETTE)]
-        view.append(token, style="dim" if level <= 0 else f"{'bold ' if level > 0.5 else ''}{colour}")
+        view.append(token, style=token_style(concept, level))
     view.append("\n  ")
     for concept in sorted(set(index))[:12]:
-        view.append(artifact.concepts[concept], style=PALETTE[concept % len(PALETTE)])
+        view.append(artifact.concepts[concept], style=concept_colour(concept))
         view.append("  ")
     return view
 
@@ -134,14 +132,14 @@ def html_page(entries: Sequence[tuple[InputText, TextReadout]], artifact: Readou
         spans = []
         for t, token in enumerate(readout.tokens):
             values = readout.values[t, position]
-            top = values.topk(min(_MAX_REPORTED, values.numel()))
+            top = values.topk(min(_TOP_CONCEPTS, values.numel()))
             pairs = zip(top.values.tolist(), top.indices.tolist())
             tip = ", ".join(f"{artifact.concepts[c]} {v:.2f}" for v, c in pairs)
             alpha = f"{int(255 * strength[t] * 0.8):02x}"
-            spans.append(f'<span style="background:{PALETTE[index[t] % len(PALETTE)]}{alpha}" '
+            spans.append(f'<span style="background:{concept_colour(index[t])}{alpha}" '
                          f'title="{html.escape(tip)}">{html.escape(token)}</span>')
         blocks.append(f"<h3>{html.escape(str(item.id))}</h3><p class=t>{''.join(spans)}</p>")
-    legend = " ".join(f'<span style="background:{PALETTE[c % len(PALETTE)]}aa">{html.escape(name)}</span>'
+    legend = " ".join(f'<span style="background:{concept_colour(c)}aa">{html.escape(name)}</span>'
                       for c, name in enumerate(artifact.concepts[:64]))
     return ("<!doctype html><meta charset=utf-8><title>amygdala readout</title><style>body{font-family:sans-serif;"
             "max-width:60em;margin:2em auto}.t{white-space:pre-wrap;font-family:monospace;line-height:1.8}"

@@ -105,12 +105,18 @@ def build_manifest(artifact: ReadoutArtifact, vectors_bytes: bytes) -> dict[str,
            if key not in _DERIVED_MANIFEST_FIELDS and (artifact.record is None or key not in RECORD_FIELDS)},
     }
     if artifact.calibration is not None:
-        manifest["calibration"] = {
-            f"layer_{layer}": {"mean": artifact.calibration.mean[layer].tolist(),
-                               "std": artifact.calibration.std[layer].tolist()}
-            for layer in artifact.layers
-        }
+        manifest["calibration"] = calibration_json(artifact)
     return manifest
+
+
+def calibration_json(artifact: ReadoutArtifact) -> dict[str, dict[str, list[float]]] | None:
+    """The manifest's ``calibration`` table, ``layer_<idx>: {mean, std}`` (one value per concept); None without one.
+    ``readout.json`` and the server's ``GET /v1/readout/manifest`` both carry it."""
+    if artifact.calibration is None:
+        return None
+    return {f"layer_{layer}": {"mean": artifact.calibration.mean[layer].tolist(),
+                               "std": artifact.calibration.std[layer].tolist()}
+            for layer in artifact.layers}
 
 
 def save_artifact(

@@ -36,6 +36,7 @@ def serve_command(
     max_tokens: int = typer.Option(512, "--max-tokens", help="Largest max_tokens a request may ask for."),
     max_prompt_tokens: int = typer.Option(2048, "--max-prompt-tokens", help="Longest prompt accepted, in tokens."),
     max_choices: int = typer.Option(4, "--max-choices", help="Most choices (n x prompts) per request."),
+    ui: bool = typer.Option(False, "--ui", help="Serve the live page at /ui (behind --api-key when one is set)."),
 ) -> None:
     """OpenAI-compatible server (/v1/completions, /v1/chat/completions) streaming per-token readouts."""
     from amygdala.serve import ServeOptions
@@ -50,6 +51,6 @@ def serve_command(
     serve_options = ServeOptions(model_name=served_model_name or model, api_key=_api_key(api_key),
                                  max_prompt_tokens=max_prompt_tokens, max_tokens=max_tokens,
                                  default_max_tokens=min(16, max_tokens), max_choices=max_choices,
-                                 steer=readout.steer, steer_layers=readout.steer_layers)
+                                 steer=readout.steer, steer_layers=readout.steer_layers, ui=ui)
     serve_model(model, vectors, serve_options, manifest=manifest, dtype=dtype, device=device, host=host, port=port,
                 announce=lambda line: typer.echo(line, err=True))

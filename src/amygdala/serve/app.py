@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from amygdala.artifact import calibration_json
 from amygdala.generation import GenerationStep
 from amygdala.serve.engine import Emit, Engine, GenerationJob, ServeOptions
 from amygdala.serve.jobs import chat_jobs, completion_jobs
@@ -59,6 +60,10 @@ def create_app(engine: Engine, options: ServeOptions) -> FastAPI:
         return await _answer("chat", chat_jobs(body, engine, options), body, request, engine, options)
 
     app.include_router(router)
+    if options.ui:
+        from amygdala.serve.ui import ui_router
+
+        app.include_router(ui_router(_auth(options.api_key)))
     return app
 
 
@@ -134,8 +139,11 @@ def _manifest(engine: Engine) -> dict[str, Any]:
         raise APIError(404, "this server was started without vectors: pass --vectors to read out",
                        code="no_readout", kind="not_found_error")
     artifact = engine.artifact
-    return {"concepts": list(artifact.concepts), "layers": list(artifact.layers),
-            "hidden_size": artifact.hidden_size, "calibrated": artifact.calibration is not None}
+    manifest = {"concepts": list(artifact.concepts), "layers": list(artifact.layers),
+                "hidden_size": artifact.hidden_size, "calibrated": artifact.calibration is not None}
+    if (calibration := calibration_json(artifact)) is not None:  # lets a client z-score raw readouts itself
+        manifest["calibration"] = calibration
+    return manifest
 
 
 async def _run_jobs(engine: Engine, jobs: list[GenerationJob]) -> AsyncIterator[tuple[int, GenerationStep]]:

@@ -48,6 +48,8 @@ class ServeOptions:
     steer: Mapping[str, float] = field(default_factory=dict)
     #: Layers that steer by default; None steers at every hooked layer.
     steer_layers: tuple[int, ...] | None = None
+    #: Serve the live page at ``GET /ui`` (behind ``api_key`` when one is set).
+    ui: bool = False
 
 
     def request_byte_limit(self) -> int:

@@ -68,7 +68,8 @@ def serve_model(model: str, vectors: Path | None, options: ServeOptions, *, mani
     loaded = load_model(model, dtype=dtype, device=device)
     announce(f"serving {loaded.model_id} as {options.model_name!r} on http://{host}:{port}/v1 "
              + (f"with {len(artifact.concepts)} concepts x layers {list(artifact.layers)}" if artifact
-                else "without vectors (no readout)"))
+                else "without vectors (no readout)")
+             + (f"; live page on http://{host}:{port}/ui" if options.ui else ""))
     serve_forever(create_app(Engine(loaded, artifact), options), host=host, port=port,
                   open_access=options.api_key is None)
 
