@@ -321,3 +321,10 @@ def test_list_nodes_rows_of_a_log_server_are_resolved_by_the_same_rules(tmp_path
     write_rows(rows, [{"key": "a", "content": "x"}, {"key": "b", "content": "y", "deleted": "no"}])
     with pytest.raises(SourceError, match=r"tool list_nodes row 1: field 'deleted' of node 'b' must be true or false"):
         read_mcp_memory(command=log_server_command(rows))
+
+
+def test_an_array_file_that_is_not_utf8_is_reported_once(tmp_path: Path) -> None:
+    path = tmp_path / "graph.json"
+    path.write_bytes(b'[{"key": "a", "content": "caf\xe9"}]')
+    with pytest.raises(SourceError, match=r"^memory file \S+graph.json is not UTF-8 text \(byte 29\): save it as UTF-8$"):
+        read_graph_file(path)

@@ -20,8 +20,14 @@ from pathlib import Path
 
 from amygdala.examples import SPLITS, ExamplesError, ExtractOptions
 from amygdala.outputs import OutputError, check_output_path
-from amygdala.selection import (EmotionCandidates, Selection, cap_sizes, choose_emotions, emotion_examples,
-                                select_examples)
+from amygdala.selection import (
+    EmotionCandidates,
+    Selection,
+    cap_sizes,
+    choose_emotions,
+    emotion_examples,
+    select_examples,
+)
 from amygdala.sources import LogCounts, MemoryGraph, MemoryNode, MemorySource, read_memory
 
 MANIFEST = "extract.json"

@@ -13,8 +13,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from amygdala.emotions import mention_pattern, normalize_name, word_forms
-from amygdala.examples import (POLARITIES, SPLITS, Example, ExamplesError, ExtractOptions, Polarity, ScoredGraph,
-                               ScoredNode, SkippedNode, score_graph)
+from amygdala.examples import (
+    POLARITIES,
+    SPLITS,
+    Example,
+    ExamplesError,
+    ExtractOptions,
+    Polarity,
+    ScoredGraph,
+    ScoredNode,
+    SkippedNode,
+    score_graph,
+)
 from amygdala.sources import LogCounts, MemoryGraph, MemoryNode
 
 _LISTED = 8

@@ -13,6 +13,11 @@ _DECODER = json.JSONDecoder()
 _WHITESPACE = " \t\n\r"
 
 
+class _SyntaxProblem(ValueError):
+    """The text is no JSON array (reported, then the reading stops); other errors, like a ``SourceError`` for
+    bytes that are not UTF-8, pass through."""
+
+
 class _ArrayText:
     """A window on the text: ``text[pos:]`` is what is not yet parsed; ``line`` is the line number at ``pos``."""
 
@@ -65,9 +70,9 @@ class _ArrayText:
             except json.JSONDecodeError as exc:
                 if self.done:
                     line = self.line + self.text.count("\n", self.pos, exc.pos)
-                    raise ValueError(f"line {line}: invalid JSON ({exc.msg})") from None
+                    raise _SyntaxProblem(f"line {line}: invalid JSON ({exc.msg})") from None
             except RecursionError:
-                raise ValueError(f"line {self.line}: invalid JSON (nested too deeply)") from None
+                raise _SyntaxProblem(f"line {self.line}: invalid JSON (nested too deeply)") from None
             self.more(at_least=len(self.text) - self.pos)  # doubles the window: long values parse in few tries
 
 
@@ -76,13 +81,13 @@ def read_array_rows(chunks: Iterator[str], report: Callable[[str], None]) -> Ite
     text = _ArrayText(chunks)
     try:
         yield from _elements(text)
-    except ValueError as exc:
+    except _SyntaxProblem as exc:
         report(str(exc))
 
 
 def _elements(text: _ArrayText) -> Iterator[tuple[str, object]]:
     if text.next_char() != "[":
-        raise ValueError(f"line {text.line}: expected '[' to start a JSON array")
+        raise _SyntaxProblem(f"line {text.line}: expected '[' to start a JSON array")
     text.advance(text.pos + 1)
     index = 0
     if text.next_char() == "]":
@@ -95,14 +100,14 @@ def _elements(text: _ArrayText) -> Iterator[tuple[str, object]]:
             yield f"line {line} (element {index})", text.value()
             separator = text.next_char()
             if separator is None:
-                raise ValueError(f"line {text.line}: the JSON array is not closed with ']'")
+                raise _SyntaxProblem(f"line {text.line}: the JSON array is not closed with ']'")
             text.advance(text.pos + 1)
             if separator == "]":
                 break
             if separator != ",":
-                raise ValueError(f"line {text.line}: expected ',' or ']' after element {index} of the array")
+                raise _SyntaxProblem(f"line {text.line}: expected ',' or ']' after element {index} of the array")
     if text.next_char() is not None:
-        raise ValueError(f"line {text.line}: unexpected text after the end of the JSON array")
+        raise _SyntaxProblem(f"line {text.line}: unexpected text after the end of the JSON array")
 
 
 __all__ = ["read_array_rows"]
