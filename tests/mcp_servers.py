@@ -74,3 +74,29 @@ def memory_serve(graph_file: Path | None = None) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+_LOG_SERVER = '''\
+import json, sys
+from mcp.server.mcpserver import MCPServer
+
+rows = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8") if line.strip()]
+server = MCPServer("raw-log-memory", log_level="WARNING")
+
+
+@server.tool(name="list_nodes", description="The raw log, a page at a time")
+def list_nodes(offset: int = 0, limit: int = 500) -> dict:
+    end = min(offset + limit, len(rows))
+    return {"nodes": rows[offset:end], "next_offset": end if end < len(rows) else None, "total": len(rows)}
+
+
+server.run("stdio")
+'''
+
+
+def log_server_command(rows_file: Path) -> str:
+    """The command of a stdio MCP server (official SDK) whose ``list_nodes`` pages through a JSONL file's raw rows,
+    every version of every node as written: a stand-in for a third-party store that does not resolve its log."""
+    script = rows_file.with_name("raw_log_server.py")
+    script.write_text(_LOG_SERVER, encoding="utf-8")
+    return f"{shlex.quote(sys.executable)} {shlex.quote(str(script))} {shlex.quote(str(rows_file))}"

@@ -181,6 +181,37 @@ def duplicated_graph(ws: Workspace) -> tuple[list[str], tuple[str, ...]]:
             (str(graph), "among 1 usable nodes", "calm (1)"))
 
 
+def _log(ws: Workspace, bad: dict[str, object]) -> tuple[list[str], tuple[str, ...]]:
+    """A versioned log whose second record has one bad field: the error names line 2, the field and the node."""
+    good = {"uuid": "u1", "version": 1, "key": "k1", "timestamp": 1770028800, "content": "A long enough entry.\ncalm:9"}
+    graph = ws.write("log.jsonl", "".join(json.dumps(row) + "\n" for row in (good, {**good, **bad})))
+    field = next(iter(bad))
+    return (["extract", "--memory-file", str(graph), "--output-dir", str(ws.root / "out")],
+            (str(graph), f"line 2: field '{field}' of node 'k1'"))
+
+
+def log_version_not_a_non_negative_integer(ws: Workspace) -> tuple[list[str], tuple[str, ...]]:
+    return _log(ws, {"version": -2})
+
+
+def log_uuid_not_a_string(ws: Workspace) -> tuple[list[str], tuple[str, ...]]:
+    return _log(ws, {"uuid": 12})
+
+
+def log_deleted_not_a_boolean(ws: Workspace) -> tuple[list[str], tuple[str, ...]]:
+    return _log(ws, {"deleted": "yes"})
+
+
+def log_unreadable_timestamp(ws: Workspace) -> tuple[list[str], tuple[str, ...]]:
+    return _log(ws, {"timestamp": "last tuesday"})
+
+
+def array_file_not_of_objects(ws: Workspace) -> tuple[list[str], tuple[str, ...]]:
+    graph = ws.write("graph.json", '[\n  {"key": "k1", "content": "A long enough entry.\\ncalm:9"},\n  "k2"\n]\n')
+    return (["extract", "--memory-file", str(graph), "--output-dir", str(ws.root / "out")],
+            (str(graph), "line 3 (element 2): expected a JSON object, got a string"))
+
+
 def unknown_emotion(ws: Workspace) -> tuple[list[str], tuple[str, ...]]:
     return (["extract", "--emotions", "calm,zorblax", "--output-dir", str(ws.root / "out")],
             ("zorblax has 0", "--emotions"))
@@ -435,6 +466,8 @@ def serve_port_out_of_range(ws: Workspace) -> tuple[list[str], tuple[str, ...]]:
 
 CASES: dict[str, Case] = {case.__name__: case for case in (
     non_utf8_graph, lone_surrogate_in_graph, malformed_tag_lines_only, empty_graph, duplicated_graph, unknown_emotion,
+    log_version_not_a_non_negative_integer, log_uuid_not_a_string, log_deleted_not_a_boolean, log_unreadable_timestamp,
+    array_file_not_of_objects,
     missing_graph_file, extract_output_under_a_file, extract_onto_a_full_disk, extract_force_into_a_read_only_mount,
     mcp_server_dies_mid_read, mcp_http_server_dies_mid_read, memory_serve_non_utf8_file, examples_not_utf8,
     examples_with_a_bad_score, empty_examples_file, train_unknown_emotion, train_layers_out_of_range,

@@ -12,6 +12,7 @@ from amygdala.extraction import MANIFEST
 from amygdala.sources.graph_file import read_graph_file, write_graph_file
 
 from mcp_servers import free_port, memory_serve, official_server_command
+from versioned_log import generate_log
 
 
 def files(directory: Path) -> dict[str, bytes]:
@@ -107,3 +108,76 @@ def test_emotions_lists_every_tag_and_marks_reference_concepts(tmp_path: Path,
             if line.startswith("│") and len(line.split()) > 2}
     assert "Peaceful Contentment" in rows["calm"] and "yes" in rows["calm"]
     assert rows["zest"].rstrip("│ ").endswith("-")
+
+
+# ---- issue 10: versioned logs, file shapes and untagged nodes, end to end ----
+
+def rows_of(directory: Path, emotion: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (directory / f"{emotion}.jsonl").read_text().splitlines()]
+
+
+def test_a_versioned_log_gives_examples_from_the_latest_live_versions_only(tmp_path: Path) -> None:
+    """Revisions flip warmth membership, deletions remove nodes: through --memory-file and through a real
+    `amygdala memory-serve` subprocess serving the same log, the examples are those of the generator's answer."""
+    generated = generate_log()
+    log = generated.write_jsonl(tmp_path / "log.jsonl")
+    argv = ["--emotions", "warmth,calm", "--heldout-fraction", "0.25"]
+    assert main(["extract", "--memory-file", str(log), "--output-dir", str(tmp_path / "file"), *argv]) == 0
+    with memory_serve(log) as url:
+        assert main(["extract", "--memory-mcp-url", url, "--output-dir", str(tmp_path / "served"), *argv]) == 0
+    for emotion in ("warmth", "calm"):
+        rows = rows_of(tmp_path / "file", emotion)
+        assert {r["key"] for r in rows if r["polarity"] == "positive"} == generated.positives(emotion)
+        assert {r["key"] for r in rows if r["polarity"] == "negative"} == generated.negatives(emotion)
+        assert all(r["text"] == generated.live[str(r["key"])].text for r in rows)  # the latest version's text
+        assert not {r["key"] for r in rows} & generated.deleted
+    served, from_file = files(tmp_path / "served"), files(tmp_path / "file")
+    assert {name: data for name, data in served.items() if name != MANIFEST} == \
+           {name: data for name, data in from_file.items() if name != MANIFEST}
+    manifest = json.loads(from_file[MANIFEST])
+    assert manifest["log"] == {"records": len(generated.rows), "superseded": generated.superseded,
+                               "deleted": len(generated.deleted), "kept": len(generated.live)}
+    assert manifest["unknown_fields"] == ["category", "emotion", "provenance", "weight"]
+    assert manifest["nodes"]["total"] == len(generated.live)
+
+
+def test_a_json_array_file_with_bom_and_crlf_extracts_like_the_jsonl_file(tmp_path: Path,
+                                                                          sample_graph_path: Path) -> None:
+    rows = [json.loads(line) for line in sample_graph_path.read_text(encoding="utf-8").split("\n") if line]
+    array = tmp_path / "graph.json"
+    array.write_bytes(("\ufeff" + json.dumps(rows, indent=2, ensure_ascii=False).replace("\n", "\r\n")).encode())
+    assert main(["extract", "--memory-file", str(sample_graph_path), "--output-dir", str(tmp_path / "jsonl")]) == 0
+    assert main(["extract", "--memory-file", str(array), "--output-dir", str(tmp_path / "array")]) == 0
+    jsonl, from_array = files(tmp_path / "jsonl"), files(tmp_path / "array")
+    assert len(jsonl) >= 17 and jsonl.keys() == from_array.keys()
+    assert all(jsonl[name] == from_array[name] for name in jsonl if name != MANIFEST)
+
+
+def untagged_graph(path: Path) -> Path:
+    """Twelve calm positives, four tagged negatives and six untagged nodes (one names calm, one repeats a text)."""
+    tagged = [{"key": f"t{i:02}", "content": f"Entry {i}: swapped the disk in the build server and reran the suite."
+               f"\ncalm:{9 if i < 12 else 0}"} for i in range(16)]
+    untagged = [{"key": f"u{i}", "content": f"Plain note {i}: the printer on the third floor is out of toner again."}
+                for i in range(4)]
+    untagged += [{"key": "u8", "content": "Plain note: a calm afternoon, nothing happened at the office at all."},
+                 {"key": "u9", "content": "Plain note 0: the printer on the third floor is out of toner again."}]
+    path.write_text("".join(json.dumps(row) + "\n" for row in tagged + untagged))
+    return path
+
+
+def test_untagged_nodes_are_negatives_by_default_and_skipped_with_untagged_skip(tmp_path: Path) -> None:
+    graph = untagged_graph(tmp_path / "graph.jsonl")
+    assert main(["extract", "--memory-file", str(graph), "--output-dir", str(tmp_path / "default")]) == 0
+    negatives = {r["key"]: r["score"] for r in rows_of(tmp_path / "default", "calm") if r["polarity"] == "negative"}
+    assert negatives == {**{f"t{i}": 0.0 for i in range(12, 16)}, **{f"u{i}": 0.0 for i in range(4)}}
+    manifest = json.loads((tmp_path / "default" / MANIFEST).read_text())
+    assert (manifest["nodes"]["untagged"], manifest["nodes"]["untagged_used"]) == (5, 4)  # u9 repeats u0's text
+    assert manifest["parameters"]["untagged"] == "negative"
+    assert main(["extract", "--memory-file", str(graph), "--output-dir", str(tmp_path / "skip"),
+                 "--untagged", "skip"]) == 0
+    skipped = {r["key"] for r in rows_of(tmp_path / "skip", "calm") if r["polarity"] == "negative"}
+    assert skipped == {f"t{i}" for i in range(12, 16)}
+    manifest = json.loads((tmp_path / "skip" / MANIFEST).read_text())
+    assert (manifest["nodes"]["untagged"], manifest["nodes"]["untagged_used"]) == (0, 0)
+    assert {s["key"] for s in manifest["skipped_nodes"] if s["reason"] == "no tag line"} == {
+        "u0", "u1", "u2", "u3", "u8", "u9"}

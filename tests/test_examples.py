@@ -23,6 +23,7 @@ from amygdala.sources.graph_file import read_graph_file
 from amygdala.tags import format_content, is_tag_line
 
 LOOSE = ExtractOptions(min_positives=1, min_content_chars=10, heldout_fraction=0.0)
+SKIP_UNTAGGED = ExtractOptions(**{**vars(LOOSE), "untagged": "skip"})
 
 
 def node(key: str, body: str, **scores: float) -> MemoryNode:
@@ -77,15 +78,53 @@ def test_tag_lines_never_reach_the_example_text() -> None:
         assert {example.text for example in examples} <= {text(1), text(2)}
 
 
-def test_nodes_without_tags_or_text_are_skipped_with_their_reason() -> None:
+def test_nodes_without_valid_tags_or_text_are_skipped_with_their_reason() -> None:
+    """With ``untagged="skip"`` (the behaviour before issue 10) an untagged node is skipped too."""
     nodes = [node("a", text(1), joy=9), node("b", text(2), calm=1), MemoryNode("c", "note", "", text(3)),
              MemoryNode("d", "note", "", text(4) + "\njoy:11"), node("e", "too short", joy=9)]
-    graph = score_graph(nodes, LOOSE)
+    graph = score_graph(nodes, SKIP_UNTAGGED)
     reasons = {skipped.key: skipped.reason for skipped in graph.skipped_nodes}
     assert reasons["c"] == "no tag line"
     assert reasons["d"] == "no valid tag in its tag lines"
     assert "9 characters" in reasons["e"] and "min_content_chars=10" in reasons["e"]
     assert [n.key for n in graph.nodes] == ["a", "b"]
+    by_default = score_graph(nodes, LOOSE)
+    assert [(n.key, n.tagged) for n in by_default.nodes] == [("a", True), ("b", True), ("c", False)]
+    assert {s.key for s in by_default.skipped_nodes} == {"d", "e"}
+
+
+def test_untagged_nodes_are_negatives_with_score_0_for_every_emotion() -> None:
+    nodes = [node("a", text(1), joy=9, calm=9), node("b", text(2), joy=0, calm=0),
+             MemoryNode("c", "note", "", text(3)), MemoryNode("d", "note", "", "Short."),
+             MemoryNode("e", "note", "", "A quiet, calm walk home past the canal in the evening."),
+             MemoryNode("f", "note", "", text(3).replace(" ", "  "))]  # c's text, other whitespace
+    selection = select_examples(nodes, LOOSE)
+    assert selection.emotions == ("calm", "joy")
+    assert polar(selection.examples["joy"], "negative") == {"b": 0.0, "c": 0.0, "e": 0.0}
+    assert polar(selection.examples["calm"], "negative") == {"b": 0.0, "c": 0.0}  # e names calm: not a negative
+    assert selection.graph.n_untagged == 2 and selection.untagged_used() == 2
+    skipped = {s.key: s.reason for s in selection.graph.skipped_nodes}
+    assert skipped["f"] == "same text as node c" and "min_content_chars=10" in skipped["d"]
+    skip = select_examples(nodes, SKIP_UNTAGGED)
+    assert set(polar(skip.examples["joy"], "negative")) == set(polar(skip.examples["calm"], "negative")) == {"b"}
+    assert skip.graph.n_untagged == skip.untagged_used() == 0
+
+
+def test_untagged_nodes_fill_negatives_under_the_cap_like_any_other() -> None:
+    nodes = [node(f"p{i:02}", text(i), joy=9) for i in range(10)]
+    nodes += [MemoryNode(f"u{i:02}", "note", "", text(100 + i)) for i in range(30)]
+    options = ExtractOptions(min_positives=1, min_content_chars=10, max_examples_per_emotion=16)
+    examples = select_examples(nodes, options).examples["joy"]
+    assert (len(polar(examples, "positive")), len(polar(examples, "negative"))) == (8, 8)
+    assert set(polar(examples, "negative").values()) == {0.0}
+    assert select_examples(list(reversed(nodes)), options).examples["joy"] == examples
+
+
+def test_a_graph_of_untagged_nodes_only_is_an_error() -> None:
+    nodes = [MemoryNode(f"u{i}", "note", "", text(i)) for i in range(3)]
+    with pytest.raises(ExamplesError, match=r"none of the 3 nodes of g is usable with its tags \(3 x usable but "
+                                            r"untagged\)"):
+        select_examples(nodes, LOOSE, "g")
 
 
 def test_duplicate_texts_after_whitespace_normalisation_count_once() -> None:

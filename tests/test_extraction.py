@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from amygdala.examples import ExamplesError, ExtractOptions, read_examples
-from amygdala.extraction import MANIFEST, extract
-from amygdala.sources import MemoryNode
+from amygdala.extraction import MANIFEST, extract, extract_from
+from amygdala.sources import LogCounts, MemoryGraph, MemoryNode, MemorySource, SourceError
 from amygdala.sources.graph_file import read_graph_file
 from amygdala.tags import format_content
 
@@ -99,3 +99,37 @@ def test_extract_refuses_an_output_path_that_is_a_file(tmp_path: Path) -> None:
 def test_a_successful_extract_leaves_no_staging_dir(tmp_path: Path) -> None:
     extract(nodes(), OPTIONS, tmp_path / "a" / "out", "unit graph")
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["out"]
+
+
+def test_extract_manifest_counts_the_log_unknown_fields_and_untagged_nodes(tmp_path: Path) -> None:
+    untagged = [MemoryNode(f"u{i}", "note", "", f"Plain note {i}: the printer on the third floor is out of toner.")
+                for i in range(3)]
+    memory = MemoryGraph((*nodes(), *untagged), LogCounts(records=40, superseded=10, deleted=2, kept=28),
+                         ("weight",), "a versioned log")
+    result = extract(memory, OPTIONS, tmp_path / "out")
+    manifest = json.loads((tmp_path / "out" / MANIFEST).read_text())
+    assert manifest["source"] == result.source == "a versioned log"
+    assert manifest["log"] == {"records": 40, "superseded": 10, "deleted": 2, "kept": 28}
+    assert manifest["unknown_fields"] == ["weight"]
+    assert manifest["nodes"]["total"] == 28 and manifest["nodes"]["untagged"] == 3
+    used = {row["key"] for name in result.files[:-1] for row in map(json.loads, (tmp_path / "out" / name).open())}
+    assert manifest["nodes"]["untagged_used"] == len(used & {"u0", "u1", "u2"}) == 3
+
+
+def test_extract_manifest_of_plain_nodes_counts_one_record_per_node(tmp_path: Path) -> None:
+    extract(nodes(), OPTIONS, tmp_path / "out", "unit graph")
+    manifest = json.loads((tmp_path / "out" / MANIFEST).read_text())
+    assert manifest["log"] == {"records": 25, "superseded": 0, "deleted": 0, "kept": 25}
+    assert manifest["unknown_fields"] == [] and manifest["nodes"]["untagged"] == 0
+
+
+def test_extract_from_reads_the_source_after_checking_the_output_dir(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    missing = MemorySource(file=tmp_path / "missing.jsonl")
+    with pytest.raises(ExamplesError, match="already holds 1 entries"):
+        extract_from(missing, OPTIONS, tmp_path / "out")
+    with pytest.raises(SourceError, match="give one memory source, not --memory-file and --memory-mcp-url"):
+        extract_from(MemorySource(file=tmp_path / "g.jsonl", url="http://127.0.0.1:1/mcp"), OPTIONS, tmp_path / "new")
+    result = extract_from(MemorySource(), ExtractOptions(), tmp_path / "new")
+    assert result.source == "bundled sample memory graph" and result.selection.log == LogCounts(270, 0, 0, 270)

@@ -3,13 +3,16 @@ every text input (tag lines, graph lines, example lines, readout input lines) on
 
 The selection reference recomputes positives and negatives from the generated tags and bodies themselves (not from
 the parser): bodies are built from neutral words and the emotions' exact names, so a mention is a word equal to
-the emotion's name. Tag parser round trips on ASCII prose are in test_tags.py; here bodies are arbitrary Unicode.
+the emotion's name. Nodes without a valid tag are untagged neutral baselines (negatives for every emotion they do
+not name) or skipped, as the generated ``untagged`` option says. Tag parser round trips on ASCII prose are in
+test_tags.py; here bodies are arbitrary Unicode.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass
 
 from hypothesis import HealthCheck, assume, given, settings
@@ -55,23 +58,38 @@ options_st = st.builds(ExtractOptions, min_positive_score=st.sampled_from([5.0, 
                        max_negative_mentions=st.sampled_from([0, 1]), min_content_chars=st.just(14),
                        max_examples_per_emotion=st.integers(2, 24), min_positives=st.just(1),
                        max_negative_score=st.sampled_from([0.0, 2.0]),
-                       heldout_fraction=st.sampled_from([0.0, 0.3, 0.5]), seed=st.integers(0, 2**31))
+                       heldout_fraction=st.sampled_from([0.0, 0.3, 0.5]), seed=st.integers(0, 2**31),
+                       untagged=st.sampled_from(["negative", "skip"]))
+
+
+def _text(item: Drawn) -> str | None:
+    """The text a node gives, or None when it is skipped for its tags: an untagged node (no valid tag, no bad
+    token, or only a bad token that is no tag line: ``joy:``, ``warmth:x``) keeps that token in its text."""
+    if item.scores:
+        return item.body
+    if item.bad == ("calm:11",):  # a tag line without a valid tag
+        return None
+    return "\n".join([item.body, *item.bad])
 
 
 def reference(drawn: list[Drawn], options: ExtractOptions) -> dict[str, tuple[set[str], set[str]]]:
     """emotion -> (positive keys, negative keys) before the cap, from the generated data alone."""
     usable, seen_texts = [], set()
     for item in drawn:  # keys are unique and already in sorted order
-        if not item.scores or len(item.body) < options.min_content_chars or item.body in seen_texts:
+        text = _text(item)
+        if text is None or (not item.scores and options.untagged == "skip") or len(text) < options.min_content_chars:
             continue
-        seen_texts.add(item.body)
-        usable.append(item)
+        if " ".join(text.split()) in seen_texts:
+            continue
+        seen_texts.add(" ".join(text.split()))
+        usable.append((item, text))
     table = {}
     for emotion in EMOTIONS:
-        mentions = {item.key: sum(word.lower() == emotion for word in item.body.split()) for item in usable}
-        positive = {item.key for item in usable if item.scores.get(emotion, 0) >= options.min_positive_score}
-        negative = {item.key for item in usable if item.scores.get(emotion, 0) <= options.max_negative_score
-                    and BAD_TOKENS.get(item.bad[0] if item.bad else "") != emotion
+        mentions = {item.key: sum(word == emotion for word in re.findall("[a-z]+", text.lower()))
+                    for item, text in usable}
+        positive = {item.key for item, _ in usable if item.scores.get(emotion, 0) >= options.min_positive_score}
+        negative = {item.key for item, _ in usable if item.scores.get(emotion, 0) <= options.max_negative_score
+                    and not (item.scores and BAD_TOKENS.get(item.bad[0] if item.bad else "") == emotion)
                     and mentions[item.key] <= options.max_negative_mentions}
         table[emotion] = (positive, negative)
     return table

@@ -17,6 +17,8 @@ _PUBLIC = {
     "MemoryNode": "amygdala.sources",
     "read_graph_file": "amygdala.sources.graph_file",
     "read_mcp_graph": "amygdala.sources.mcp_client",
+    "MemorySource": "amygdala.sources",
+    "read_memory": "amygdala.sources",
     "parse_content": "amygdala.tags",
     "Example": "amygdala.examples",
     "ExtractOptions": "amygdala.examples",

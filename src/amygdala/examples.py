@@ -2,17 +2,19 @@
 
 Each line: ``{"emotion", "polarity": "positive"|"negative", "text", "key", "score", "split": "train"|"heldout"}``.
 
-Selection (``extraction.select_examples``), for each emotion E:
+Selection (``selection.select_examples``), for each emotion E:
 
 - **positive**: E's score >= ``min_positive_score``;
 - **negative**: E's score <= ``max_negative_score`` (a tag absent from the node's tag lines counts as 0; a tag
   present but unreadable, like ``joy:11``, makes the node neither), and the text names E (``emotions.word_forms``)
   at most ``max_negative_mentions`` times.
 
-Nodes without a tag line, without a valid tag, or shorter than ``min_content_chars`` once their tag lines are
-removed are skipped; duplicate texts (after whitespace normalisation) count once. The held-out split is by node
-(a hash of seed and key), so it is stable and independent of which emotions are chosen. Capping is a seeded hash
-ranking, so the output does not depend on the order nodes arrive in.
+A node without any tag line is a neutral baseline (``untagged="negative"``, the default): a negative, with score
+0, for every emotion whose text it does not name; ``untagged="skip"`` skips it. Nodes whose tag lines hold no
+valid tag, or shorter than ``min_content_chars`` once their tag lines are removed, are skipped; duplicate texts
+(after whitespace normalisation) count once. The held-out split is by node (a hash of seed and key), so it is
+stable and independent of which emotions are chosen. Capping is a seeded hash ranking, so the output does not
+depend on the order nodes arrive in.
 """
 
 from __future__ import annotations
@@ -20,18 +22,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 from amygdala.emotions import normalize_name, reference_clusters
 from amygdala.errors import AmygdalaError
-from amygdala.sources import MemoryNode
+from amygdala.sources import MemoryNode, MemorySource, read_memory
 from amygdala.tags import parse_content
 
 Polarity = Literal["positive", "negative"]
 Split = Literal["train", "heldout"]
+Untagged = Literal["negative", "skip"]
+UNTAGGED_MODES: tuple[Untagged, ...] = ("negative", "skip")
 POLARITIES: tuple[Polarity, ...] = ("positive", "negative")
 SPLITS: tuple[Split, ...] = ("train", "heldout")
 
@@ -125,6 +129,8 @@ class ExtractOptions:
     - ``max_negative_score``: a node is a negative for E when E's score is at most this (absent counts as 0).
     - ``heldout_fraction``: share of nodes held out (for every emotion at once), chosen by a hash of seed and key.
     - ``seed``: seeds the held-out split and the sampling under the cap.
+    - ``untagged``: nodes without any tag line: ``"negative"`` makes them negatives (score 0) for every emotion,
+      under the same mention, length, duplicate and cap rules; ``"skip"`` leaves them out.
     """
 
     min_positive_score: float = 8.0
@@ -136,6 +142,7 @@ class ExtractOptions:
     max_negative_score: float = 0.0
     heldout_fraction: float = 0.2
     seed: int = 0
+    untagged: Untagged = "negative"
 
     def problems(self) -> list[str]:
         """Every invalid field, as ``name=value must ...`` phrases (empty when the options are usable)."""
@@ -147,7 +154,8 @@ class ExtractOptions:
                   ("min_content_chars", self.min_content_chars >= 0, "must be >= 0"),
                   ("max_examples_per_emotion", self.max_examples_per_emotion >= 2, "must be >= 2"),
                   ("min_positives", self.min_positives >= 1, "must be >= 1"),
-                  ("heldout_fraction", 0 <= self.heldout_fraction < 1, "must be within [0, 1)")]
+                  ("heldout_fraction", 0 <= self.heldout_fraction < 1, "must be within [0, 1)"),
+                  ("untagged", self.untagged in UNTAGGED_MODES, "must be 'negative' or 'skip'")]
         found += [f"{name}={getattr(self, name)} {rule}" for name, ok, rule in checks if not ok]
         if self.emotions is not None:
             bad = [name for name in self.emotions if not normalize_name(name).replace("_", "").isalnum()]
@@ -182,13 +190,15 @@ class SkippedTag:
 
 @dataclass(frozen=True)
 class ScoredNode:
-    """A usable node: its text (tag lines removed), valid scores, tags it had but unreadably, and its split."""
+    """A usable node: its text (tag lines removed), valid scores, tags it had but unreadably, its split, and
+    whether it had a tag line (an untagged node is a neutral baseline: no scores, so 0 for every emotion)."""
 
     key: str
     text: str
     scores: Mapping[str, float]
     unreadable: frozenset[str]
     split: Split
+    tagged: bool = True
 
 
 @dataclass(frozen=True)
@@ -199,6 +209,11 @@ class ScoredGraph:
     nodes: tuple[ScoredNode, ...]
     skipped_nodes: tuple[SkippedNode, ...]
     skipped_tags: tuple[SkippedTag, ...]
+
+    @property
+    def n_untagged(self) -> int:
+        """Usable nodes without a tag line (neutral baselines)."""
+        return sum(1 for node in self.nodes if not node.tagged)
 
 
 @dataclass(frozen=True)
@@ -232,18 +247,19 @@ def _score_node(node: MemoryNode, options: ExtractOptions, tags: list[SkippedTag
     """A node -> its ``ScoredNode``, or the reason it is skipped; its tag problems are appended to ``tags``."""
     parsed = parse_content(node.content)
     tags.extend(SkippedTag(node.key, problem.token, problem.reason) for problem in parsed.problems)
-    if not parsed.tag_lines:
+    tagged = bool(parsed.tag_lines)
+    if not tagged and options.untagged == "skip":
         return "no tag line"
-    if not parsed.scores:
+    if tagged and not parsed.scores:
         return "no valid tag in its tag lines"
     if len(parsed.body) < options.min_content_chars:
         return (f"text has {len(parsed.body)} characters without its tag lines, fewer than "
                 f"min_content_chars={options.min_content_chars}")
     split = heldout_split(node.key, options.seed, options.heldout_fraction)
-    return ScoredNode(node.key, parsed.body, dict(parsed.scores), parsed.unreadable_names, split)
+    return ScoredNode(node.key, parsed.body, dict(parsed.scores), parsed.unreadable_names, split, tagged)
 
 
-def score_graph(nodes: list[MemoryNode], options: ExtractOptions) -> ScoredGraph:
+def score_graph(nodes: Sequence[MemoryNode], options: ExtractOptions) -> ScoredGraph:
     """Parse every node's tag lines and keep the usable ones (sorted by key; first of a duplicate key or text)."""
     kept: list[ScoredNode] = []
     skipped: list[SkippedNode] = []
@@ -276,3 +292,20 @@ def tag_frequencies(graph: ScoredGraph, min_positive_score: float = 8.0) -> tupl
                          round(math.fsum(values) / len(values), 2), clusters.get(name))
             for name, values in scores.items()]
     return tuple(sorted(rows, key=lambda row: (-row.positives, -row.tagged, row.name)))
+
+
+@dataclass(frozen=True)
+class TagSurvey:
+    """A memory source's tags before any selection: its description, its scored graph and every tag's frequency."""
+
+    source: str
+    graph: ScoredGraph
+    tags: tuple[TagFrequency, ...]
+
+
+def survey_tags(source: MemorySource, options: ExtractOptions) -> TagSurvey:
+    """Read a memory source and count its tags (``amygdala emotions``, ``amygdala extract --stats``)."""
+    options.check()
+    memory = read_memory(source)
+    graph = score_graph(memory.nodes, options)
+    return TagSurvey(memory.source, graph, tag_frequencies(graph, options.min_positive_score))

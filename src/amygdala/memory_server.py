@@ -1,5 +1,9 @@
 """``amygdala memory-serve``: serve one graph file as an MCP memory server (official SDK, streamable HTTP at /mcp).
 
+It serves the file's current nodes: a versioned log is resolved when the file is read (``sources.node_log``), so
+superseded and deleted records are never served and a client extracts the same examples as from the file itself.
+Timestamps are served in ``MemoryNode``'s one representation (ISO-8601 UTC, or ``""``).
+
 Tools (read-only; the server serves only the file it was started with, read once at start):
 
 - ``read_graph()``: the whole graph in the official ``@modelcontextprotocol/server-memory`` shape,

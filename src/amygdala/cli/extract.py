@@ -9,68 +9,53 @@ import typer
 
 from amygdala.cli.app import app
 from amygdala.examples import ExtractOptions as _ExtractOptions
+from amygdala.examples import Untagged
 
 if TYPE_CHECKING:
-    from amygdala.examples import ScoredGraph
+    from amygdala.examples import TagSurvey
     from amygdala.extraction import ExtractResult
-    from amygdala.sources import MemoryNode
 
 _EXTRACT = _ExtractOptions()
-_MEMORY_FILE = typer.Option(None, "--memory-file", help="JSONL memory graph: amygdala nodes or the official "
-                            "memory server's storage file. Default: the bundled sample graph.")
+_MEMORY_FILE = typer.Option(None, "--memory-file", help="Memory graph file: JSONL or a JSON array of amygdala "
+                            "nodes (versioned logs too) or the official memory server's storage file. Default: the "
+                            "bundled sample graph.")
 _MEMORY_URL = typer.Option(None, "--memory-mcp-url", help="MCP memory server, streamable HTTP "
                            "(e.g. http://127.0.0.1:7777/mcp).")
 _MEMORY_COMMAND = typer.Option(None, "--memory-mcp-command", help="Command starting an MCP memory server on stdio "
                                "(e.g. \"npx -y @modelcontextprotocol/server-memory\").")
 
 
-def _read_memory(memory_file: Path | None, url: str | None, command: str | None) -> tuple[list[MemoryNode], str]:
-    """Read the one memory source given (default: the bundled sample) -> (nodes, description for extract.json)."""
-    from amygdala.sources import SourceError
-    from amygdala.sources.graph_file import bundled_sample_path, read_graph_file
-    from amygdala.sources.mcp_client import read_mcp_graph
-
-    given = [flag for flag, value in (("--memory-file", memory_file), ("--memory-mcp-url", url),
-                                      ("--memory-mcp-command", command)) if value is not None]
-    if len(given) > 1:
-        raise SourceError(f"give one memory source, not {' and '.join(given)}")
-    if url is not None:
-        return read_mcp_graph(url=url), f"MCP memory server {url}"
-    if command is not None:
-        return read_mcp_graph(command=command), f"MCP memory server command {command!r}"
-    if memory_file is None:
-        return read_graph_file(bundled_sample_path()), "bundled sample memory graph"
-    return read_graph_file(memory_file), f"memory file {memory_file}"
-
-
-def _print_tag_table(graph: ScoredGraph, options: _ExtractOptions, source: str) -> None:
+def _print_tag_table(survey: TagSurvey, options: _ExtractOptions) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from amygdala.examples import tag_frequencies
-
-    rows = tag_frequencies(graph, options.min_positive_score)
-    table = Table(title=f"{len(rows)} tags in {source} ({len(graph.nodes)} usable of {graph.n_nodes} nodes)",
+    graph = survey.graph
+    table = Table(title=f"{len(survey.tags)} tags in {survey.source} ({len(graph.nodes)} usable of {graph.n_nodes} "
+                        f"nodes, {graph.n_untagged} of them untagged)",
                   caption=f"positives: score >= {options.min_positive_score:g}; picked by default with >= "
                           f"{options.min_positives} positives; 171 list: the reference concept's cluster")
     for column in ("tag", "nodes", "positives", "mean", "picked", "171 list"):
         table.add_column(column, justify="left" if column in ("tag", "171 list") else "right", no_wrap=True)
-    for row in rows:
+    for row in survey.tags:
         table.add_row(row.name, str(row.tagged), str(row.positives), f"{row.mean_score:.2f}",
                       "yes" if row.positives >= options.min_positives else "", row.cluster or "-")
     Console().print(table)
 
 
 def _print_extract_summary(result: ExtractResult) -> None:
-    counts = result.selection.counts()
-    for emotion in result.selection.emotions:
+    selection = result.selection
+    counts = selection.counts()
+    for emotion in selection.emotions:
         pos, neg = counts[emotion]["positive"], counts[emotion]["negative"]
         print(f"  {emotion:<16} positive {pos['train']:>4} train {pos['heldout']:>4} heldout   "
               f"negative {neg['train']:>4} train {neg['heldout']:>4} heldout")
-    graph = result.selection.graph
-    print(f"wrote {len(result.selection.emotions)} emotions to {result.output_dir} from {result.source} "
-          f"({len(graph.nodes)} usable of {graph.n_nodes} nodes; skipped {len(graph.skipped_nodes)} nodes and "
-          f"{len(graph.skipped_tags)} tags, listed in extract.json)")
+    graph, log = selection.graph, selection.log
+    if log is not None and (log.superseded or log.deleted):
+        print(f"log: {log.records} records -> {log.kept} nodes ({log.superseded} superseded records, "
+              f"{log.deleted} deleted nodes)")
+    print(f"wrote {len(selection.emotions)} emotions to {result.output_dir} from {result.source} "
+          f"({len(graph.nodes)} usable of {graph.n_nodes} nodes, {selection.untagged_used()} untagged used; skipped "
+          f"{len(graph.skipped_nodes)} nodes and {len(graph.skipped_tags)} tags, listed in extract.json)")
 
 
 @app.command()
@@ -96,23 +81,22 @@ def extract(
     heldout_fraction: float = typer.Option(_EXTRACT.heldout_fraction, help="Share of nodes held out (by node)."),
     seed: int = typer.Option(_EXTRACT.seed, help="Seed of the held-out split and of the sampling."),
     stats: bool = typer.Option(False, "--stats", help="Only print the tag frequency table; write nothing."),
+    untagged: Untagged = typer.Option(_EXTRACT.untagged, "--untagged", help="Nodes without a tag line: 'negative' "
+                                      "(a neutral baseline: negative for every emotion it does not name) or 'skip'."),
 ) -> None:
     """Turn a memory graph into training examples: one <emotion>.jsonl per emotion plus extract.json."""
-    from amygdala.examples import score_graph
-    from amygdala.extraction import check_output_dir
-    from amygdala.extraction import extract as run_extract
+    from amygdala.examples import survey_tags
+    from amygdala.extraction import extract_from
+    from amygdala.sources import MemorySource
 
     names = None if emotions is None else tuple(part.strip() for part in emotions.split(",") if part.strip())
     options = _ExtractOptions(min_positive_score, max_negative_mentions, min_content_chars, max_examples_per_emotion,
-                              names, min_positives, max_negative_score, heldout_fraction, seed)
-    options.check()  # options and output dir first: reading a server may be slow
-    if not stats:
-        check_output_dir(output_dir, force)
-    nodes, source = _read_memory(memory_file, memory_mcp_url, memory_mcp_command)
+                              names, min_positives, max_negative_score, heldout_fraction, seed, untagged)
+    source = MemorySource(memory_file, memory_mcp_url, memory_mcp_command)
     if stats:
-        _print_tag_table(score_graph(nodes, options), options, source)
+        _print_tag_table(survey_tags(source, options), options)
         return
-    _print_extract_summary(run_extract(nodes, options, output_dir, source, force))
+    _print_extract_summary(extract_from(source, options, output_dir, force))
 
 
 @app.command("emotions")
@@ -125,12 +109,12 @@ def emotions_table(
     min_content_chars: int = typer.Option(_EXTRACT.min_content_chars, help="Skip texts shorter than this."),
 ) -> None:
     """Print the tag frequency table of a memory graph, marking tags of the 171-concept list."""
-    from amygdala.examples import score_graph
+    from amygdala.examples import survey_tags
+    from amygdala.sources import MemorySource
 
     options = _ExtractOptions(min_positive_score=min_positive_score, min_positives=min_positives,
                               min_content_chars=min_content_chars)
-    nodes, source = _read_memory(memory_file, memory_mcp_url, memory_mcp_command)
-    _print_tag_table(score_graph(nodes, options), options, source)
+    _print_tag_table(survey_tags(MemorySource(memory_file, memory_mcp_url, memory_mcp_command), options), options)
 
 
 @app.command("memory-serve")
@@ -139,12 +123,13 @@ def memory_serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(7777, help="TCP port; the MCP endpoint is http://HOST:PORT/mcp."),
 ) -> None:
-    """Serve a graph file as an MCP memory server (read_graph, list_nodes) over streamable HTTP."""
+    """Serve a graph file as an MCP memory server (read_graph, list_nodes) over streamable HTTP: its current nodes
+    (a versioned log is resolved first)."""
     from amygdala.memory_server import MCP_PATH, serve_memory
-    from amygdala.sources.graph_file import bundled_sample_path, read_graph_file
+    from amygdala.sources import MemorySource, read_memory
 
-    path = file if file is not None else bundled_sample_path()
-    nodes = read_graph_file(path)
-    print(f"amygdala memory-serve: {len(nodes)} nodes from {path} at http://{host}:{port}{MCP_PATH} "
-          f"(Ctrl-C stops)", flush=True)
-    serve_memory(nodes, host, port)
+    memory = read_memory(MemorySource(file))
+    log = memory.counts
+    print(f"amygdala memory-serve: {len(memory.nodes)} nodes ({log.records} records, {log.superseded} superseded, "
+          f"{log.deleted} deleted) from {memory.source} at http://{host}:{port}{MCP_PATH} (Ctrl-C stops)", flush=True)
+    serve_memory(list(memory.nodes), host, port)

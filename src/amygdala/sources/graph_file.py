@@ -1,24 +1,33 @@
-"""Memory source: a local JSONL graph file, in either of two formats (detected per line).
+"""Memory source: a local graph file, read as a stream (one line, or one array element, at a time).
 
-- amygdala's node format (the bundled sample): ``{"key", "node_type", "timestamp", "content"}``
-- the storage file of the official ``@modelcontextprotocol/server-memory``: ``{"type": "entity", "name",
-  "entityType", "observations": [...]}`` lines (observations joined with newlines become the content) and
-  ``{"type": "relation", ...}`` lines, which are ignored.
+- JSONL: one row per line (``records`` describes the two row shapes: amygdala's node and the official
+  ``@modelcontextprotocol/server-memory`` storage line, detected per line; relation lines are ignored);
+- a JSON array of such rows (``[{...}, ...]``), parsed element by element;
+- either with a UTF-8 BOM, CRLF line endings and blank lines.
+
+A versioned log is resolved as it is read (``node_log``): only the current winner per node is held. Every bad
+row is collected and reported once, with its line number (for an array: the line where the element starts).
 """
 
 from __future__ import annotations
 
+import codecs
 import json
+from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from amygdala.outputs import atomic_write_bytes
-from amygdala.sources import MemoryNode, SourceError
+from amygdala.sources import MemoryGraph, MemoryNode, SourceError
+from amygdala.sources.node_log import NodeLog
+from amygdala.sources.records import parse_row
 
 GraphFormat = Literal["amygdala", "mcp-memory"]
 SAMPLE_GRAPH = "sample_graph.jsonl"
 _MAX_REPORTED = 5
+_CHUNK = 1 << 16
+_ROW_HELP = 'one JSON node {"key", "content", ...} or an official memory-server entity'
 
 
 def bundled_sample_path() -> Path:
@@ -26,83 +35,130 @@ def bundled_sample_path() -> Path:
     return Path(str(resources.files("amygdala").joinpath("data", SAMPLE_GRAPH)))
 
 
-def _string_field(row: dict[str, object], name: str, required: bool) -> str:
-    value = row.get(name, None if required else "")
-    if not isinstance(value, str):
-        raise ValueError(f"field {name!r} must be a string, got {json.dumps(value)[:40]}")
-    return value
+class _Problems:
+    """Bad rows of one file: counted, the first few kept, then raised once as a ``SourceError``."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.count = 0
+        self.shown: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.count += 1
+        if len(self.shown) < _MAX_REPORTED:
+            self.shown.append(message)
+
+    def raise_any(self, rule: str) -> None:
+        if self.count:
+            more = f" (and {self.count - _MAX_REPORTED} more bad rows)" if self.count > _MAX_REPORTED else ""
+            raise SourceError(f"memory file {self.where}: {'; '.join(self.shown)}{more}; {rule}")
 
 
-def _entity_node(row: dict[str, object]) -> MemoryNode:
-    observations = row.get("observations")
-    if not isinstance(observations, list) or not all(isinstance(item, str) for item in observations):
-        raise ValueError("entity field 'observations' must be a list of strings")
-    return MemoryNode(_string_field(row, "name", True), _string_field(row, "entityType", True), "",
-                      "\n".join(observations))
-
-
-def _row_node(row: object) -> MemoryNode | None:
-    """One parsed line -> a node (``None`` for a relation line); raises ``ValueError`` naming the problem."""
-    if not isinstance(row, dict):
-        raise ValueError("expected a JSON object")
-    if "type" in row and "key" not in row:
-        if row["type"] == "entity":
-            return _entity_node(row)
-        if row["type"] == "relation":
-            return None
-        raise ValueError(f"unknown line type {row['type']!r}: expected 'entity' or 'relation'")
-    key = _string_field(row, "key", True)
-    if not key:
-        raise ValueError("field 'key' is empty")
-    return MemoryNode(key, _string_field(row, "node_type", False), _string_field(row, "timestamp", False),
-                      _string_field(row, "content", True))
-
-
-def _parse_line(raw: str) -> MemoryNode | None:
+def _load_json(raw: str) -> object:
     try:
-        row = json.loads(raw)
+        return json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
     except RecursionError:
         raise ValueError("invalid JSON (nested too deeply)") from None
-    try:  # a lone surrogate escape like "\ud800" is valid JSON but no text: nothing downstream could write it
-        json.dumps(row, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"escape {exc.object[exc.start:exc.end]!r} is a lone surrogate, not a character") from None
-    return _row_node(row)
 
 
-def parse_graph_lines(lines: list[str], where: str) -> list[MemoryNode]:
-    """Parse JSONL lines (either format); every bad line is collected, then reported once with its number."""
-    nodes: list[MemoryNode] = []
-    problems: list[str] = []
-    for number, raw in enumerate(lines, start=1):
+def _add_row(log: NodeLog, problems: _Problems, where: str, row: object) -> None:
+    try:
+        record = parse_row(row)
+    except ValueError as exc:
+        problems.add(f"{where}: {exc}")
+        return
+    if record is not None:
+        log.add(record)
+
+
+def _read_lines(lines: Iterable[tuple[int, str]], log: NodeLog, problems: _Problems) -> None:
+    for number, raw in lines:
         if not raw.strip():
             continue
         try:
-            node = _parse_line(raw)
+            row = _load_json(raw)
         except ValueError as exc:
-            problems.append(f"line {number}: {exc}")
+            problems.add(f"line {number}: {exc}")
             continue
-        if node is not None:
-            nodes.append(node)
-    if problems:
-        more = f" (and {len(problems) - _MAX_REPORTED} more bad lines)" if len(problems) > _MAX_REPORTED else ""
-        raise SourceError(f"memory file {where}: {'; '.join(problems[:_MAX_REPORTED])}{more}; each line must be "
-                          f'one JSON node {{"key", "content", ...}} or an official memory-server entity')
-    return nodes
+        _add_row(log, problems, f"line {number}", row)
 
 
-def read_graph_file(path: Path | str) -> list[MemoryNode]:
-    """Read every node of a JSONL memory graph file, in file order."""
+def parse_graph_lines(lines: list[str], where: str) -> list[MemoryNode]:
+    """Parse JSONL lines (either row shape, log resolved); every bad line is reported once with its number."""
+    log, problems = NodeLog(), _Problems(where)
+    _read_lines(enumerate((line.rstrip("\r") for line in lines), start=1), log, problems)
+    problems.raise_any(f"each line must be {_ROW_HELP}")
+    return list(log.graph(where).nodes)
+
+
+def _text_chunks(handle: BinaryIO, path: Path) -> Iterator[str]:
+    """The file as decoded text chunks (a leading BOM dropped); bytes that are not UTF-8 raise ``SourceError``."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    offset = 0
+    while True:
+        data = handle.read(_CHUNK)
+        try:
+            text = decoder.decode(data, final=not data)
+        except UnicodeDecodeError as exc:
+            raise SourceError(f"memory file {path} is not UTF-8 text (byte {max(offset + exc.start, 0)}): save "
+                              f"it as UTF-8") from None
+        offset += len(data)
+        if text:
+            yield text
+        if not data:
+            return
+
+
+def _numbered_lines(chunks: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """Lines split on ``\\n`` only (a ``\\u2028`` inside a value is no line break), CR endings removed."""
+    number, pending = 0, list[str]()
+    for chunk in chunks:
+        if "\n" not in chunk:  # a long line: its parts are joined once it ends
+            pending.append(chunk)
+            continue
+        first, *complete, last = chunk.split("\n")
+        for line in ("".join([*pending, first]), *complete):
+            number += 1
+            yield number, line.rstrip("\r")
+        pending = [last]
+    if "".join(pending):
+        yield number + 1, "".join(pending).rstrip("\r")
+
+
+def _starts_an_array(path: Path) -> bool:
+    with path.open("rb") as handle:
+        for chunk in _text_chunks(handle, path):
+            stripped = chunk.lstrip()
+            if stripped:
+                return stripped.startswith("[")
+    return False
+
+
+def read_memory_file(path: Path | str, source: str | None = None) -> MemoryGraph:
+    """Read a JSONL or JSON-array graph file as a stream, its log resolved; ``source`` describes it."""
+    from amygdala.sources.json_array import read_array_rows
+
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"memory file {path} does not exist or is not a file: give --memory-file PATH")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise SourceError(f"memory file {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
-    return parse_graph_lines(text.split("\n"), str(path))
+    log, problems = NodeLog(), _Problems(str(path))
+    is_array = _starts_an_array(path)
+    with path.open("rb") as handle:
+        chunks = _text_chunks(handle, path)
+        if is_array:
+            for where, row in read_array_rows(chunks, problems.add):
+                _add_row(log, problems, where, row)
+        else:
+            _read_lines(_numbered_lines(chunks), log, problems)
+    problems.raise_any(f"each {'element' if is_array else 'line'} must be {_ROW_HELP}")
+    return log.graph(source or f"memory file {path}")
+
+
+def read_graph_file(path: Path | str) -> list[MemoryNode]:
+    """The current nodes of a graph file, in file order (``read_memory_file`` without the counts)."""
+    return list(read_memory_file(path).nodes)
 
 
 def _node_row(node: MemoryNode, graph_format: GraphFormat) -> dict[str, object]:
@@ -122,4 +178,5 @@ def write_graph_file(nodes: list[MemoryNode], path: Path | str, graph_format: Gr
     return path
 
 
-__all__ = ["GraphFormat", "bundled_sample_path", "parse_graph_lines", "read_graph_file", "write_graph_file"]
+__all__ = ["GraphFormat", "bundled_sample_path", "parse_graph_lines", "read_graph_file", "read_memory_file",
+           "write_graph_file"]

@@ -3,6 +3,8 @@
 The server's paged ``list_nodes`` tool (amygdala's own ``memory-serve``) is used when offered, else its
 ``read_graph`` tool (the official ``@modelcontextprotocol/server-memory``): each entity is one node, with
 name = key, entityType = node type and its observations joined with newlines = content (timestamp empty).
+Rows are read by the same rules as a graph file (``records``), and rows carrying ``uuid``/``version``/``deleted``
+are resolved as a versioned log (``node_log``), page by page.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import json
 import os
 import shlex
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import IO, Any, TextIO
 
 import anyio
 
-from amygdala.sources import MemoryNode, SourceError
+from amygdala.sources import MemoryGraph, MemoryNode, SourceError
+from amygdala.sources.node_log import NodeLog
+from amygdala.sources.records import NodeRecord, entity_record, parse_row
 
 READ_GRAPH_TOOL = "read_graph"
 LIST_NODES_TOOL = "list_nodes"
@@ -44,23 +48,18 @@ def _structured(result: Any, tool: str) -> Mapping[str, Any]:
     return payload
 
 
-def _entity_node(entity: object, index: int) -> MemoryNode:
-    """One official-format entity ``{"name", "entityType", "observations"}`` -> a node."""
-    if not isinstance(entity, Mapping):
-        raise _ToolFailure(f"entity {index} is not a JSON object")
-    name, entity_type, observations = entity.get("name"), entity.get("entityType", ""), entity.get("observations")
-    if not isinstance(name, str) or not name or not isinstance(entity_type, str):
-        raise _ToolFailure(f"entity {index} needs a non-empty string 'name' and a string 'entityType'")
-    if not isinstance(observations, list) or not all(isinstance(item, str) for item in observations):
-        raise _ToolFailure(f"entity {name!r}: 'observations' must be a list of strings")
-    return MemoryNode(name, entity_type, "", "\n".join(observations))
-
-
-def _listed_node(row: object, index: int) -> MemoryNode:
-    """One ``list_nodes`` row ``{"key", "node_type", "timestamp", "content"}`` -> a node."""
-    if not isinstance(row, Mapping) or not isinstance(row.get("key"), str) or not isinstance(row.get("content"), str):
-        raise _ToolFailure(f"list_nodes row {index} needs string 'key' and 'content'")
-    return MemoryNode(row["key"], str(row.get("node_type", "")), str(row.get("timestamp", "")), row["content"])
+def _add_rows(log: NodeLog, rows: list[object], tool: str, first: int,
+              parse: Callable[[Any], NodeRecord | None]) -> None:
+    """Parse rows ``first``, ``first + 1``... of a tool's answer into ``log``; a bad row fails the read."""
+    for index, row in enumerate(rows, start=first):
+        if not isinstance(row, Mapping):
+            raise _ToolFailure(f"tool {tool} row {index} is not a JSON object")
+        try:
+            record = parse(row)
+        except ValueError as exc:
+            raise _ToolFailure(f"tool {tool} row {index}: {exc}") from None
+        if record is not None:
+            log.add(record)
 
 
 async def _tool_names(client: Any) -> set[str]:
@@ -75,16 +74,15 @@ async def _tool_names(client: Any) -> set[str]:
     return names
 
 
-async def _read_graph(client: Any) -> list[MemoryNode]:
+async def _read_graph(client: Any, log: NodeLog) -> None:
     payload = _structured(await client.call_tool(READ_GRAPH_TOOL, {}), READ_GRAPH_TOOL)
     entities = payload.get("entities")
     if not isinstance(entities, list):
         raise _ToolFailure(f"tool {READ_GRAPH_TOOL} returned no 'entities' list")
-    return [_entity_node(entity, index) for index, entity in enumerate(entities)]
+    _add_rows(log, entities, READ_GRAPH_TOOL, 0, entity_record)
 
 
-async def _list_nodes(client: Any, page_size: int) -> list[MemoryNode]:
-    nodes: list[MemoryNode] = []
+async def _list_nodes(client: Any, log: NodeLog, page_size: int) -> None:
     offset: int | None = 0
     while offset is not None:
         payload = _structured(await client.call_tool(LIST_NODES_TOOL, {"offset": offset, "limit": page_size}),
@@ -94,20 +92,19 @@ async def _list_nodes(client: Any, page_size: int) -> list[MemoryNode]:
             raise _ToolFailure(f"tool {LIST_NODES_TOOL} must return 'nodes' (a list) and 'next_offset' (int or null)")
         if next_offset is not None and next_offset <= offset:
             raise _ToolFailure(f"tool {LIST_NODES_TOOL} returned next_offset {next_offset} after offset {offset}")
-        nodes.extend(_listed_node(row, len(nodes) + index) for index, row in enumerate(rows))
+        _add_rows(log, rows, LIST_NODES_TOOL, offset, parse_row)  # node rows; entity-shaped rows work too
         offset = next_offset
-    return nodes
 
 
-async def _read_nodes(target: Any, page_size: int) -> list[MemoryNode]:
+async def _read_nodes(target: Any, log: NodeLog, page_size: int) -> None:
     from mcp import Client
 
     async with Client(target) as client:
         tools = await _tool_names(client)
         if LIST_NODES_TOOL in tools:
-            return await _list_nodes(client, page_size)
+            return await _list_nodes(client, log, page_size)
         if READ_GRAPH_TOOL in tools:
-            return await _read_graph(client)
+            return await _read_graph(client, log)
         raise _ToolFailure(f"the server offers neither {READ_GRAPH_TOOL} nor {LIST_NODES_TOOL} "
                            f"(its tools: {', '.join(sorted(tools)) or 'none'})")
 
@@ -146,27 +143,35 @@ def _stdio_target(command: str, errlog: TextIO) -> Any:
     return stdio_client(params, errlog=errlog)
 
 
-def read_mcp_graph(*, url: str | None = None, command: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
-                   page_size: int = DEFAULT_PAGE_SIZE) -> list[MemoryNode]:
-    """Read every node from an MCP memory server at a streamable HTTP ``url`` or started with a stdio ``command``."""
+def read_mcp_memory(*, url: str | None = None, command: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
+                    page_size: int = DEFAULT_PAGE_SIZE) -> MemoryGraph:
+    """Read an MCP memory server at a streamable HTTP ``url`` or started with a stdio ``command``, its log resolved."""
     if (url is None) == (command is None):
         raise SourceError("give exactly one MCP memory server: a URL (--memory-mcp-url) or a command "
                           "(--memory-mcp-command)")
     where = f"MCP memory server {url}" if url is not None else f"MCP memory server command {command!r}"
+    log = NodeLog()
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as errlog:
         target = url if url is not None else _stdio_target(str(command), errlog)
 
-        async def run() -> list[MemoryNode]:
+        async def run() -> None:
             with anyio.fail_after(timeout_s):
-                return await _read_nodes(target, page_size)
+                await _read_nodes(target, log, page_size)
 
         try:
-            return anyio.run(run)
+            anyio.run(run)
         except Exception as exc:  # noqa: BLE001 - every transport/protocol failure becomes one SourceError
             stderr = errlog if command is not None else None
             hint = ("" if isinstance(_innermost(exc), _ToolFailure) else "; check that the server is running there"
                     if url is not None else "; check that this command starts an MCP memory server on stdio")
             raise SourceError(f"cannot read the memory graph from {where}: {_reason(exc, stderr)}{hint}") from exc
+    return log.graph(where)
 
 
-__all__ = ["LIST_NODES_TOOL", "READ_GRAPH_TOOL", "read_mcp_graph"]
+def read_mcp_graph(*, url: str | None = None, command: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
+                   page_size: int = DEFAULT_PAGE_SIZE) -> list[MemoryNode]:
+    """The current nodes of an MCP memory server (``read_mcp_memory`` without the counts)."""
+    return list(read_mcp_memory(url=url, command=command, timeout_s=timeout_s, page_size=page_size).nodes)
+
+
+__all__ = ["LIST_NODES_TOOL", "READ_GRAPH_TOOL", "read_mcp_graph", "read_mcp_memory"]
