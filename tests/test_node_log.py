@@ -3,11 +3,12 @@ winners), on generated logs."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from amygdala.sources import LogCounts, MemoryNode
-from amygdala.sources.node_log import NodeLog
+from amygdala.sources.node_log import DuplicateKeyError, NodeLog
 from amygdala.sources.records import NodeRecord, node_record
 
 rows = st.lists(st.fixed_dictionaries(
@@ -36,13 +37,35 @@ def reference(records: list[NodeRecord]) -> tuple[list[MemoryNode], int, int]:
     return nodes, len(records) - len(nodes) - deleted, deleted
 
 
+def first_conflict(records: list[NodeRecord]) -> int | None:
+    """The position of the first record that repeats an unversioned key (no log field seen for it yet) with other
+    content than that key's first record, if any."""
+    first: dict[tuple[str, str], MemoryNode] = {}
+    logged: set[tuple[str, str]] = set()
+    for position, record in enumerate(records):
+        if record.identity in first and record.identity not in logged and not record.logged \
+                and record.node != first[record.identity]:
+            return position
+        first.setdefault(record.identity, record.node)
+        if record.logged:
+            logged.add(record.identity)
+    return None
+
+
 @settings(max_examples=300, deadline=None)
 @given(rows)
 def test_node_log_equals_the_whole_log_reference(log: list[dict[str, object]]) -> None:
     records = [node_record(row) for row in log]
     resolver = NodeLog()
-    for record in records:
-        resolver.add(record)
+    conflict = first_conflict(records)
+    if conflict is not None:
+        for position, record in enumerate(records[:conflict]):
+            resolver.add(record, f"line {position + 1}")
+        with pytest.raises(DuplicateKeyError, match=f"line {conflict + 1}"):
+            resolver.add(records[conflict], f"line {conflict + 1}")
+        return
+    for position, record in enumerate(records):
+        resolver.add(record, f"line {position + 1}")
     graph = resolver.graph("generated")
     nodes, superseded, deleted = reference(records)
     assert list(graph.nodes) == nodes
@@ -53,6 +76,6 @@ def test_a_revision_after_a_deletion_brings_the_node_back() -> None:
     resolver = NodeLog()
     for row in ({"uuid": "u", "version": 1, "content": "v1"}, {"uuid": "u", "version": 2, "deleted": True},
                 {"uuid": "u", "version": 3, "content": "v3"}):
-        resolver.add(node_record(row))
+        resolver.add(node_record(row), "row")
     graph = resolver.graph("log")
     assert [node.content for node in graph.nodes] == ["v3"] and graph.counts == LogCounts(3, 2, 0, 1)

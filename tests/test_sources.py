@@ -204,12 +204,23 @@ def test_identity_is_the_uuid_when_present_else_the_key(tmp_path: Path) -> None:
                                                   ("k", "by key v2"), ("w", "null is absent")]
 
 
-def test_records_without_log_fields_keep_every_copy_as_before(tmp_path: Path) -> None:
-    """Duplicate keys without versions are left to example selection (one copy used, the others reported)."""
-    rows = [{"key": "a", "content": "one"}, {"key": "b", "content": "b"}, {"key": "a", "content": "two"}]
+def test_records_without_log_fields_keep_every_identical_copy_as_before(tmp_path: Path) -> None:
+    """Identical repeats of a key without versions are left to example selection (one copy used, the others
+    reported), as before the log rules."""
+    rows = [{"key": "a", "content": "one"}, {"key": "b", "content": "b"}, {"key": "a", "content": "one"}]
     graph = read_memory_file(write_rows(tmp_path / "graph.jsonl", rows))
-    assert [n.content for n in graph.nodes] == ["one", "b", "two"]
+    assert [n.content for n in graph.nodes] == ["one", "b", "one"]
     assert graph.counts == LogCounts(records=3, superseded=0, deleted=0, kept=3)
+
+
+def test_a_key_repeated_with_other_content_and_no_versions_names_both_lines(tmp_path: Path) -> None:
+    """Regression: two different records under one key without version fields were both kept silently, so which one
+    became an example depended on their content's sort order. Neither can be taken as current: an error names both
+    lines and the fix."""
+    rows = [{"key": "a", "content": "one"}, {"key": "b", "content": "b"}, {"key": "a", "content": "two"}]
+    with pytest.raises(SourceError, match=r"key 'a' is repeated with other content at line 1 and line 3.*add "
+                                          r"\"version\""):
+        read_memory_file(write_rows(tmp_path / "graph.jsonl", rows))
 
 
 @pytest.mark.parametrize(("field", "value", "rule"), [

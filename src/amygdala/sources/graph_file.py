@@ -66,11 +66,10 @@ def _load_json(raw: str) -> object:
 def _add_row(log: NodeLog, problems: _Problems, where: str, row: object) -> None:
     try:
         record = parse_row(row)
+        if record is not None:
+            log.add(record, where)
     except ValueError as exc:
         problems.add(f"{where}: {exc}")
-        return
-    if record is not None:
-        log.add(record)
 
 
 def _read_lines(lines: Iterable[tuple[int, str]], log: NodeLog, problems: _Problems) -> None:

@@ -56,10 +56,10 @@ def _add_rows(log: NodeLog, rows: list[object], tool: str, first: int,
             raise _ToolFailure(f"tool {tool} row {index} is not a JSON object")
         try:
             record = parse(row)
+            if record is not None:
+                log.add(record, f"tool {tool} row {index}")
         except ValueError as exc:
             raise _ToolFailure(f"tool {tool} row {index}: {exc}") from None
-        if record is not None:
-            log.add(record)
 
 
 async def _tool_names(client: Any) -> set[str]:

@@ -8,16 +8,23 @@ that carry any of these fields:
 - a winning record with ``deleted: true`` removes the node;
 - every other record is *superseded*: only the current winner per identity is held.
 
-Records without any log field behave as they always did: every copy of a repeated key is kept, and example
-selection uses one of them (``examples.score_graph``, which reports the others as duplicate keys).
+Records without any log field behave as they always did: an identical copy of a repeated key is kept, and
+example selection uses one of them (``examples.score_graph``, which reports the others as duplicate keys). A
+repeated key without log fields whose record differs is ambiguous (which one is current?): ``add`` raises
+``DuplicateKeyError`` naming both records, and the fix is to add ``version`` (or ``uuid``) fields.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from amygdala.errors import AmygdalaError
 from amygdala.sources import LogCounts, MemoryGraph, MemoryNode
 from amygdala.sources.records import Identity, NodeRecord
+
+
+class DuplicateKeyError(AmygdalaError):
+    """Two records without log fields share a key but differ: neither can be taken as the current one."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,7 @@ class _Held:
     logged: bool
     version: int
     entries: tuple[tuple[int, MemoryNode | None], ...]
+    where: str
 
 
 class NodeLog:
@@ -39,20 +47,25 @@ class NodeLog:
         self._superseded = 0
         self._unknown: set[str] = set()
 
-    def add(self, record: NodeRecord) -> None:
-        """Take the next record of the log: it wins over the held one(s) or is superseded."""
+    def add(self, record: NodeRecord, where: str) -> None:
+        """Take the next record of the log (``where`` names it, e.g. ``line 12``): it wins over the held one(s) or
+        is superseded. A differing repeat of a key without log fields raises ``DuplicateKeyError``."""
+        held = self._held.get(record.identity)
+        if held is not None and not record.logged and not held.logged and held.entries[0][1] != record.node:
+            raise DuplicateKeyError(f"key {record.identity[1]!r} is repeated with other content at {held.where} and "
+                                    f"{where}, without version fields: add \"version\" (and \"uuid\") fields so the "
+                                    f"later record supersedes the earlier, or remove one")
         position, self._records = self._records, self._records + 1
         self._unknown |= record.unknown_fields
         version = record.version or 0
         entry = (position, None if record.deleted else record.node)
-        held = self._held.get(record.identity)
         if held is None:
-            self._held[record.identity] = _Held(record.logged, version, (entry,))
-        elif not record.logged and not held.logged:  # a repeated key without log fields: kept, as always
-            self._held[record.identity] = _Held(False, 0, (*held.entries, entry))
+            self._held[record.identity] = _Held(record.logged, version, (entry,), where)
+        elif not record.logged and not held.logged:  # an identical repeat without log fields: kept, as always
+            self._held[record.identity] = _Held(False, 0, (*held.entries, entry), held.where)
         elif version >= held.version:  # later in the log, so a tie goes to this record
             self._superseded += len(held.entries)
-            self._held[record.identity] = _Held(True, version, (entry,))
+            self._held[record.identity] = _Held(True, version, (entry,), where)
         else:
             self._superseded += 1
 
@@ -65,4 +78,4 @@ class NodeLog:
         return MemoryGraph(nodes, counts, tuple(sorted(self._unknown)), source)
 
 
-__all__ = ["NodeLog"]
+__all__ = ["DuplicateKeyError", "NodeLog"]
