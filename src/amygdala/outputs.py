@@ -32,7 +32,6 @@ from __future__ import annotations
 import array
 import errno
 import fcntl
-import json
 import os
 import secrets
 import threading
@@ -293,5 +292,6 @@ def output_lock(output: Path, *, wait_s: float = 0.0) -> Iterator[None]:
         guard.release()
 
 
-__all__ = ["OutputBusyError", "OutputError", "atomic_write_bytes", "atomic_write_files", "check_output_file", "check_output_path",
-           "fsync_dir", "lock_path_for", "output_error", "output_folder_problems", "output_lock", "output_problems", "sibling_name", "write_temp"]
+__all__ = ["OutputBusyError", "OutputError", "atomic_write_bytes", "atomic_write_files", "check_output_file",
+           "check_output_path", "fsync_dir", "lock_path_for", "output_error", "output_folder_problems", "output_lock",
+           "output_problems", "sibling_name", "write_temp"]
