@@ -385,6 +385,14 @@ def readout_output_is_a_directory(ws: Workspace) -> tuple[list[str], tuple[str, 
                                       f"cannot write {ws.root / 'examples'}: it is a directory")
 
 
+def eval_report_dir_under_a_file(ws: Workspace) -> tuple[list[str], tuple[str, ...]]:
+    """Regression: the whole evaluation ran before the report could not be written."""
+    argv = ["eval", "--vectors", str(ws.vectors), "--training-data-dir", str(ws.root / "examples"), "--model",
+            ws.model, "--report-dir", str(ws.root / "texts.txt" / "report"), "--no-progress"]
+    return _without_model(ws, argv), (str(ws.root / "texts.txt" / "report" / "report.json"),
+                                      f"{ws.root / 'texts.txt'} is a file")
+
+
 def export_output_is_a_directory(ws: Workspace) -> tuple[list[str], tuple[str, ...]]:
     """Regression: the export failed at its last step with a raw ``[Errno 21]`` naming an internal temp file."""
     return (["export", "gguf", "--vectors", str(ws.vectors), "--concept", "calm", "--output", str(ws.root / "examples")],
@@ -512,7 +520,7 @@ CASES: dict[str, Case] = {case.__name__: case for case in (
     examples_with_a_bad_score, empty_examples_file, train_unknown_emotion, train_layers_out_of_range,
     model_path_missing, model_path_not_a_model, huge_node_in_the_examples, train_bad_dtype, train_output_under_a_file,
     train_onto_a_full_disk, train_output_is_a_directory, train_manifest_and_elh_paths_are_directories,
-    readout_output_is_a_directory, export_output_is_a_directory, extract_output_is_a_broken_symlink,
+    readout_output_is_a_directory, eval_report_dir_under_a_file, export_output_is_a_directory, extract_output_is_a_broken_symlink,
     truncated_safetensors, corrupted_tensor_bytes, manifest_fields_missing,
     manifest_field_of_the_wrong_type, manifest_disagrees_with_the_vectors, vectors_from_another_run,
     hidden_size_mismatch, artifact_layers_out_of_range, readout_input_not_utf8, readout_text_beyond_the_context,

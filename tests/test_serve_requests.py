@@ -213,8 +213,9 @@ def test_a_full_queue_answers_429_with_retry_after(served: tuple[str, Engine], h
     engine.submit(job, stall)
     try:
         assert running.wait(60)
-        for _ in range(2):
-            engine.submit(job, lambda event: None)
+        drained = [threading.Event() for _ in range(2)]
+        for done in drained:
+            engine.submit(job, lambda event, done=done: done.set() if event is None else None)
         refused = http.post("/v1/completions", json={"prompt": "Hi", "max_tokens": 1})
         error = assert_openai_error(refused, 429)
         assert error["code"] == "rate_limit_exceeded" and "busy" in error["message"]
@@ -223,6 +224,7 @@ def test_a_full_queue_answers_429_with_retry_after(served: tuple[str, Engine], h
         assert_openai_error(streamed, 429)  # refused before the 200 of a stream is sent
     finally:
         release.set()
+    assert all(done.wait(60) for done in drained)  # the queue has drained
     assert http.post("/v1/completions", json={"prompt": "Hi", "max_tokens": 1}).status_code == 200
 
 

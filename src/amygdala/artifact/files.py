@@ -86,16 +86,12 @@ def elh_path_for(vectors_path: Path) -> Path:
     return path.with_name(path.stem + ".eLH.safetensors")
 
 
-def artifact_paths(vectors_path: Path, manifest_path: Path | None = None, write_elh: bool = False) -> tuple[Path, ...]:
+def artifact_paths(vectors_path: Path, manifest_path: Path | None = None,
+                   write_elh: bool = False) -> tuple[Path, ...]:
     """The files ``save_artifact`` writes, in publish order: vectors, [eLH,] manifest."""
     vectors_path = Path(vectors_path)
     manifest = Path(manifest_path) if manifest_path else manifest_path_for(vectors_path)
     return (vectors_path, *([elh_path_for(vectors_path)] if write_elh else []), manifest)
-
-
-def check_artifact_outputs(vectors_path: Path, manifest_path: Path | None = None, write_elh: bool = False) -> None:
-    """Refuse, before any training, artifact paths that cannot be written (``OutputError`` naming each)."""
-    check_output_file(*artifact_paths(vectors_path, manifest_path, write_elh))
 
 
 def _tensors_for_save(artifact: ReadoutArtifact) -> dict[str, torch.Tensor]:
