@@ -23,8 +23,14 @@ import pytest
 import torch
 
 from amygdala.artifact import ArtifactError, Calibration, ReadoutArtifact, load_artifact, save_artifact
-from amygdala.outputs import (OutputBusyError, OutputError, atomic_write_bytes, atomic_write_files, check_output_path,
-                              output_lock)
+from amygdala.outputs import (
+    OutputBusyError,
+    OutputError,
+    atomic_write_bytes,
+    atomic_write_files,
+    check_output_path,
+    output_lock,
+)
 from amygdala.publish import publish_files
 
 CONCEPTS, LAYERS, HIDDEN = ("calm", "fear", "joy"), (1, 3), 8
@@ -36,7 +42,7 @@ def artifact(seed: int) -> ReadoutArtifact:
     vectors = {layer: torch.nn.functional.normalize(torch.randn(3, HIDDEN, generator=generator), dim=1)
                for layer in LAYERS}
     calibration = Calibration({layer: torch.zeros(3) for layer in LAYERS}, {layer: torch.ones(3) for layer in LAYERS})
-    return ReadoutArtifact(CONCEPTS, LAYERS, vectors, HIDDEN, calibration=calibration, provenance={"seed": seed})
+    return ReadoutArtifact(CONCEPTS, LAYERS, vectors, HIDDEN, calibration=calibration, extra={"seed": seed})
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -59,7 +65,7 @@ def chattr(flag: str, *paths: Path) -> Iterator[None]:
 
 def assert_same_artifact(path: Path, expected: ReadoutArtifact, manifest: Path | None = None) -> None:
     loaded = load_artifact(path, manifest)
-    assert loaded.provenance["seed"] == expected.provenance["seed"]
+    assert loaded.extra["seed"] == expected.extra["seed"]
     for layer in LAYERS:
         torch.testing.assert_close(loaded.vectors[layer], expected.vectors[layer])
 
@@ -101,7 +107,7 @@ def test_a_folder_at_the_manifest_path_leaves_the_old_artifact_whole(tmp_path: P
     with pytest.raises(OutputError, match=f"cannot write {manifest}: it is a directory"):
         save_artifact(artifact(2), vectors, manifest_path=manifest)
     manifest.rmdir()
-    assert {name for name in snapshot(tmp_path)} == {"readout.safetensors"}
+    assert set(snapshot(tmp_path)) == {"readout.safetensors"}
     assert snapshot(tmp_path)["readout.safetensors"] == before["readout.safetensors"]
 
 
@@ -112,9 +118,9 @@ def test_an_old_manifest_that_cannot_be_replaced_leaves_the_old_artifact_whole(t
     vectors = tmp_path / "readout.safetensors"
     save_artifact(artifact(1), vectors, write_elh=layout == "eLH")
     before = snapshot(tmp_path)
-    with chattr("i", tmp_path / "readout.json"):
-        with pytest.raises(OutputError, match=r"readout.json: the existing file is immutable"):
-            save_artifact(artifact(2), vectors, write_elh=layout == "eLH")
+    with chattr("i", tmp_path / "readout.json"), pytest.raises(OutputError, match=r"readout.json: the existing file "
+                                                                                 r"is immutable"):
+        save_artifact(artifact(2), vectors, write_elh=layout == "eLH")
     assert snapshot(tmp_path) == before
     assert_same_artifact(vectors, artifact(1))
 
@@ -191,9 +197,8 @@ def test_publish_removes_files_as_part_of_the_set_and_restores_them_on_failure(t
     for path in (keep, stale, blocked):
         path.write_text(path.name)
     before = snapshot(tmp_path)
-    with chattr("i", blocked):
-        with pytest.raises(OutputError, match="blocked.txt: the existing file is immutable"):
-            publish_files({keep: b"new", stale: None, blocked: b"new"})
+    with chattr("i", blocked), pytest.raises(OutputError, match="blocked.txt: the existing file is immutable"):
+        publish_files({keep: b"new", stale: None, blocked: b"new"})
     assert snapshot(tmp_path) == before
     publish_files({keep: b"new", stale: None})
     assert sorted(snapshot(tmp_path)) == ["blocked.txt", "keep.txt"] and keep.read_bytes() == b"new"
@@ -228,9 +233,9 @@ def test_output_lock_refuses_a_second_holder_and_leaves_no_lock_file(tmp_path: P
         text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pytest.raises(OutputBusyError, match=rf"another amygdala run \(pid {holder.pid}\) is writing {output}"):
-            with output_lock(output):
-                pass
+        busy = rf"another amygdala run \(pid {holder.pid}\) is writing {output}"
+        with pytest.raises(OutputBusyError, match=busy), output_lock(output):
+            pass
     finally:
         assert holder.stdin is not None
         holder.stdin.write("\n")
@@ -367,7 +372,8 @@ def test_concurrent_trains_into_one_output_never_both_succeed(tiny_model_dir: Pa
     refused = next(err for code, err in results if code == 2)
     assert refused.startswith(ERROR) and f"is writing {output}" in refused and refused.count("\n") == 1
     winner = ("diff_of_means", "mean_centered")[[code for code, _ in results].index(0)]
-    assert load_artifact(output).provenance["training"]["method"] == winner
+    record = load_artifact(output).record
+    assert record is not None and record.method == winner
     assert sorted(p.name for p in output.parent.iterdir()) == ["readout.json", "readout.safetensors"]
 
 

@@ -23,14 +23,15 @@ import pytest
 import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from mcp_servers import free_port
-from readout_helpers import concept_artifact
 
 from amygdala.artifact import ArtifactError, Calibration, ReadoutArtifact, save_artifact
 from amygdala.generation import GenerationStep, SamplingOptions
 from amygdala.models import LoadedModel
 from amygdala.readout import MAX_STEER_ALPHA, ReadoutError, ReadoutOptions
 from amygdala.serve import Engine, GenerationJob, ServeOptions, create_app, serve_in_thread
+
+from mcp_servers import free_port
+from readout_helpers import concept_artifact
 
 KEY = "k3y"
 AUTH = {"Authorization": f"Bearer {KEY}"}

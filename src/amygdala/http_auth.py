@@ -13,6 +13,8 @@ import ipaddress
 import json
 from typing import Any
 
+from amygdala.errors import AmygdalaError
+
 ASGIApp = Any  # (scope, receive, send) -> awaitable; typed loosely so this module needs no web framework
 
 
@@ -42,7 +44,7 @@ class BearerAuth:
 
     def __init__(self, app: ASGIApp, api_key: str, body: dict[str, Any]) -> None:
         if not api_key.strip():
-            raise ValueError("the API key is empty: give a non-empty key")
+            raise AmygdalaError("the API key is empty: give a non-empty key")
         self.app, self.api_key, self.body = app, api_key, json.dumps(body).encode()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -12,11 +12,20 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from amygdala.outputs import (OutputError, atomic_write_bytes, check_output_file, fsync_dir, output_error,
-                              output_lock, sibling_name, write_temp)
+from amygdala.outputs import (
+    OutputError,
+    atomic_write_bytes,
+    check_output_file,
+    fsync_dir,
+    output_error,
+    output_lock,
+    sibling_name,
+    write_temp,
+)
 
 JOURNAL_FORMAT = "amygdala-publish/1"
 _PUBLISH_WAIT_S = 30.0
@@ -33,8 +42,10 @@ class _Entry:
     backup: Path | None
 
     def to_json(self) -> dict[str, str | None]:
-        return {"target": str(self.target.absolute()), "temp": self.temp and str(self.temp.absolute()),
-                "backup": self.backup and str(self.backup.absolute())}
+        def absolute(path: Path | None) -> str | None:
+            return None if path is None else str(path.absolute())
+
+        return {"target": str(self.target.absolute()), "temp": absolute(self.temp), "backup": absolute(self.backup)}
 
 
 def journal_path_for(anchor: Path) -> Path:
@@ -79,10 +90,8 @@ def _roll_back(entries: Iterable[_Entry]) -> list[str]:
                 failed.append(f"could not put back {entry.target} ({exc.strerror}); its old bytes are in "
                               f"{entry.backup}")
     for folder in _folders(entries):
-        try:
+        with suppress(OSError):
             fsync_dir(folder)
-        except OSError:
-            pass
     return failed
 
 
@@ -178,10 +187,8 @@ def publish_files(changes: Mapping[Path, bytes | None], *, anchor: Path | None =
         fsync_dir(journal.parent)
         for entry in entries:  # best effort: a backup left here is removed by the next publish
             if entry.backup is not None:
-                try:
+                with suppress(OSError):
                     entry.backup.unlink(missing_ok=True)
-                except OSError:
-                    pass
 
 
 def _read_journal(journal: Path) -> list[_Entry]:

@@ -21,6 +21,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from amygdala.artifact import ReadoutArtifact, check_fits_model
+from amygdala.errors import AmygdalaError
 from amygdala.generation import GenerationStep, SamplingOptions, generate
 from amygdala.models import LoadedModel
 from amygdala.readout import AttachedReadout, ReadoutOptions, attach, projector_for
@@ -112,7 +113,7 @@ class Engine:
                              model_id=loaded.model_id)
             projector_for(artifact)  # unit-length rows: zero vectors would answer every request with an error
         if max_queued_jobs < 1:
-            raise ValueError(f"max_queued_jobs {max_queued_jobs} must be at least 1")
+            raise AmygdalaError(f"max_queued_jobs {max_queued_jobs} must be at least 1 (--max-queue)")
         self.loaded = loaded
         self.artifact = artifact
         self.max_queued_jobs = max_queued_jobs
