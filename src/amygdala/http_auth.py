@@ -40,16 +40,19 @@ def key_matches(authorization: bytes | None, api_key: str) -> bool:
 
 
 class BearerAuth:
-    """Refuse every HTTP request without ``Authorization: Bearer <api_key>`` with a 401 and ``body`` (JSON)."""
+    """Refuse every HTTP request without ``Authorization: Bearer <api_key>`` with a 401 and ``body`` (JSON), except
+    on ``open_paths``: routes that check the key themselves (``/ui`` answers its key page instead)."""
 
-    def __init__(self, app: ASGIApp, api_key: str, body: dict[str, Any]) -> None:
+    def __init__(self, app: ASGIApp, api_key: str, body: dict[str, Any],
+                 open_paths: frozenset[str] = frozenset()) -> None:
         if not api_key.strip():
             raise AmygdalaError("the API key is empty: give a non-empty key")
-        self.app, self.api_key, self.body = app, api_key, json.dumps(body).encode()
+        self.app, self.api_key, self.body, self.open_paths = app, api_key, json.dumps(body).encode(), open_paths
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or key_matches(dict(scope.get("headers") or []).get(b"authorization"),
-                                                  self.api_key):
+        headers = dict(scope.get("headers") or [])
+        if scope["type"] != "http" or scope.get("path") in self.open_paths or key_matches(
+                headers.get(b"authorization"), self.api_key):
             return await self.app(scope, receive, send)
         await send({"type": "http.response.start", "status": 401, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(self.body)).encode()),

@@ -2,9 +2,9 @@
 and readout happen in ``Engine`` (one worker thread) through ``amygdala.generation`` and ``amygdala.readout``.
 
 No request gets a 5xx for what it sent: bodies are parsed by ``schemas.parse_request`` (strict types, one 400
-naming the field), with an API key every path (``/docs``, ``/redoc`` and ``/openapi.json`` too; ``/ui`` answers
-its own key page) needs it and auth runs before the body is read (``http_auth``), and a full queue is a 429 with ``Retry-After``. Responses are
-strict JSON (``replies``: the shape of chunks and responses).
+naming the field); with an API key every path needs it (``/docs``, ``/redoc`` and ``/openapi.json`` too; ``/ui``
+answers its own key page), checked before the body is read (``http_auth``); a full queue is a 429 with
+``Retry-After``. Responses are strict JSON (``replies``: the shape of chunks and responses).
 """
 
 from __future__ import annotations
