@@ -57,13 +57,15 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout_s: float
 
 
 @contextmanager
-def memory_serve(graph_file: Path | None = None) -> Iterator[str]:
-    """Run ``amygdala memory-serve`` as a real subprocess on a free loopback port; yields its MCP URL."""
+def memory_serve(graph_file: Path | None = None, *extra: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run ``amygdala memory-serve`` (with ``extra`` arguments) as a real subprocess on a free port; yields its MCP
+    URL on loopback."""
     port = free_port()
-    argv = [sys.executable, "-m", "amygdala.cli", "memory-serve", "--port", str(port)]
+    argv = [sys.executable, "-m", "amygdala.cli", "memory-serve", "--port", str(port), *extra]
     if graph_file is not None:
         argv += ["--file", str(graph_file)]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env=None if env is None else {**os.environ, **env})
     try:
         _wait_for_port(port, process)
         yield f"http://127.0.0.1:{port}/mcp"

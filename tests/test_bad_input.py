@@ -357,6 +357,53 @@ def train_onto_a_full_disk(ws: Workspace) -> tuple[list[str], tuple[str, ...]]:
                                                                     "No space left on device")
 
 
+def _without_model(ws: Workspace, argv: list[str]) -> list[str]:
+    """``argv`` with a model that does not exist: an output error must come first, before any model work."""
+    argv[argv.index(ws.model)] = str(ws.root / "no-model")
+    return argv
+
+
+def train_output_is_a_directory(ws: Workspace) -> tuple[list[str], tuple[str, ...]]:
+    """Regression: the whole training ran, then the save failed with a raw ``[Errno 21]``."""
+    output = ws.root / "artifact"
+    return (_without_model(ws, _train(ws, "--output", str(output))),
+            (f"cannot write {output}: it is a directory", "give a file path"))
+
+
+def train_manifest_and_elh_paths_are_directories(ws: Workspace) -> tuple[list[str], tuple[str, ...]]:
+    (ws.root / "new.eLH.safetensors").mkdir()
+    argv = _train(ws, "--output", str(ws.root / "new.safetensors"), "--manifest", str(ws.root / "examples"),
+                  "--format", "eLH")
+    return _without_model(ws, argv), (f"cannot write {ws.root / 'new.eLH.safetensors'}: it is a directory",
+                                      f"cannot write {ws.root / 'examples'}: it is a directory")
+
+
+def readout_output_is_a_directory(ws: Workspace) -> tuple[list[str], tuple[str, ...]]:
+    argv = _readout(ws, ws.vectors, "--html", str(ws.root / "examples"))
+    argv[argv.index(str(ws.root / "readout.jsonl"))] = str(ws.root / "artifact")
+    return _without_model(ws, argv), (f"cannot write {ws.root / 'artifact'}: it is a directory",
+                                      f"cannot write {ws.root / 'examples'}: it is a directory")
+
+
+def eval_report_dir_under_a_file(ws: Workspace) -> tuple[list[str], tuple[str, ...]]:
+    """Regression: the whole evaluation ran before the report could not be written."""
+    argv = ["eval", "--vectors", str(ws.vectors), "--training-data-dir", str(ws.root / "examples"), "--model",
+            ws.model, "--report-dir", str(ws.root / "texts.txt" / "report"), "--no-progress"]
+    return _without_model(ws, argv), (str(ws.root / "texts.txt" / "report" / "report.json"),
+                                      f"{ws.root / 'texts.txt'} is a file")
+
+
+def export_output_is_a_directory(ws: Workspace) -> tuple[list[str], tuple[str, ...]]:
+    """Regression: the export failed at its last step with a raw ``[Errno 21]`` naming an internal temp file."""
+    return (["export", "gguf", "--vectors", str(ws.vectors), "--concept", "calm", "--output", str(ws.root / "examples")],
+            (f"cannot write {ws.root / 'examples'}: it is a directory",))
+
+
+def extract_output_is_a_broken_symlink(ws: Workspace) -> tuple[list[str], tuple[str, ...]]:
+    (ws.root / "dangling").symlink_to(ws.root / "nowhere")
+    return ["extract", "--output-dir", str(ws.root / "dangling")], (str(ws.root / "dangling"), "broken symlink")
+
+
 # ---- readout, eval, export, serve: artifacts that do not load or do not fit ----
 
 def truncated_safetensors(ws: Workspace) -> tuple[list[str], tuple[str, ...]]:
@@ -472,7 +519,9 @@ CASES: dict[str, Case] = {case.__name__: case for case in (
     mcp_server_dies_mid_read, mcp_http_server_dies_mid_read, memory_serve_non_utf8_file, examples_not_utf8,
     examples_with_a_bad_score, empty_examples_file, train_unknown_emotion, train_layers_out_of_range,
     model_path_missing, model_path_not_a_model, huge_node_in_the_examples, train_bad_dtype, train_output_under_a_file,
-    train_onto_a_full_disk, truncated_safetensors, corrupted_tensor_bytes, manifest_fields_missing,
+    train_onto_a_full_disk, train_output_is_a_directory, train_manifest_and_elh_paths_are_directories,
+    readout_output_is_a_directory, eval_report_dir_under_a_file, export_output_is_a_directory, extract_output_is_a_broken_symlink,
+    truncated_safetensors, corrupted_tensor_bytes, manifest_fields_missing,
     manifest_field_of_the_wrong_type, manifest_disagrees_with_the_vectors, vectors_from_another_run,
     hidden_size_mismatch, artifact_layers_out_of_range, readout_input_not_utf8, readout_text_beyond_the_context,
     readout_output_under_a_file, eval_missing_vectors, export_unknown_concept, serve_corrupted_vectors,
@@ -514,6 +563,7 @@ def test_bad_input_fails_in_one_line_and_leaves_outputs_untouched(name: str, wor
     assert code != 0, f"{name}: exit 0"
     assert err.startswith(ERROR) and err.count("\n") == 1, f"{name}: stderr is not one error line: {err!r}"
     assert "Traceback" not in err
+    assert not any(internal in err for internal in ("[Errno", ".staging-", ".tmp", ".lock")), err  # user's names only
     for part in expected:
         assert part in err, f"{name}: {part!r} not in {err!r}"
     assert snapshot(workspace.root) == before, f"{name}: the workspace changed"

@@ -10,6 +10,7 @@ whole extract -> train (cached, twice) -> readout -> export run.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -264,3 +265,91 @@ def test_an_empty_api_key_is_refused_rather_than_serving_open(env_key: str | Non
         monkeypatch.setenv("AMYGDALA_API_KEY", env_key)
     assert main(["serve", "--model", "smollm2", "--port", str(free_port()), *flag]) != 0
     assert "API key is empty" in capsys.readouterr().err
+
+
+# ---- memory-serve: bearer key, refusal of an open non-loopback bind, Host/Origin on every address ----
+
+MCP_INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "probe", "version": "1"}}}
+MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+
+
+async def _read_graph_with(url: str, headers: dict[str, str]) -> list[str]:
+    """read_graph through the real MCP client (official SDK), sending ``headers`` on every request."""
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http, \
+            Client(streamable_http_client(url, http_client=http)) as client:
+        result = await client.call_tool("read_graph", {})
+    return [entity["name"] for entity in result.structured_content["entities"]]
+
+
+def read_graph_with(url: str, headers: dict[str, str]) -> list[str]:
+    return anyio.run(_read_graph_with, url, headers)
+
+
+@pytest.fixture
+def memory_graph(tmp_path: Path) -> Path:
+    return write_graph_file([MemoryNode(f"k{i}", "journal", "", f"Entry {i}.\ncalm:{i}") for i in range(3)],
+                            tmp_path / "graph.jsonl")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+def test_memory_serve_refuses_a_non_loopback_bind_without_a_key(memory_graph: Path, host: str) -> None:
+    """Regression: ``memory-serve --host 0.0.0.0`` served the whole memory graph to anyone, without a word."""
+    port = free_port()
+    done = subprocess.run([sys.executable, "-m", "amygdala.cli", "memory-serve", "--file", str(memory_graph),
+                           "--host", host, "--port", str(port)], capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if k != "AMYGDALA_API_KEY"})
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert f"memory-serve on {host} without an API key" in done.stderr and "--api-key" in done.stderr
+    assert not listening_addresses(port)
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_memory_serve_with_a_key_answers_the_real_mcp_client_only_with_it(memory_graph: Path, how: str) -> None:
+    """With ``--api-key`` (or AMYGDALA_API_KEY) every request needs the bearer key: the official MCP client gets
+    the graph with it (any scheme case), a 401 without or with a wrong one; extract's own MCP source sends it."""
+    from amygdala.sources import SourceError
+    from amygdala.sources.mcp_client import read_mcp_graph
+
+    extra, env = (["--api-key", KEY], None) if how == "flag" else ([], {"AMYGDALA_API_KEY": KEY})
+    with memory_serve(memory_graph, *extra, env=env) as url:
+        assert read_graph_with(url, {"Authorization": f"Bearer {KEY}"}) == ["k0", "k1", "k2"]
+        assert read_graph_with(url, {"Authorization": f"bearer {KEY}"}) == ["k0", "k1", "k2"]
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
+            refused = httpx.post(url, json=MCP_INITIALIZE, headers=MCP_HEADERS | headers, timeout=30)
+            assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key", headers
+            with pytest.raises(BaseException):  # noqa: B017 - the SDK wraps the 401 in an exception group
+                read_graph_with(url, headers)
+        assert [node.key for node in read_mcp_graph(url=url, api_key=KEY)] == ["k0", "k1", "k2"]
+        with pytest.raises(SourceError, match=r"\(HTTP 401\): the server wants an API key: pass --memory-mcp-api-key"):
+            read_mcp_graph(url=url)
+
+
+def test_memory_serve_checks_host_and_origin_on_every_bind_address(memory_graph: Path) -> None:
+    """Regression: bound to 0.0.0.0, memory-serve accepted any ``Host`` header (DNS rebinding), while on 127.0.0.1
+    the same request got a 421. Now the allow-list holds on every address, and ``--allowed-host`` extends it."""
+    with memory_serve(memory_graph, "--host", "0.0.0.0", "--api-key", KEY, "--allowed-host", "memory.example",
+                      "--allowed-origin", "https://app.example") as url:
+        port = int(url.split(":")[2].split("/")[0])
+        auth = MCP_HEADERS | {"Authorization": f"Bearer {KEY}"}
+        rebound = httpx.post(url, json=MCP_INITIALIZE, headers=auth | {"Host": f"evil.example:{port}"}, timeout=30)
+        assert rebound.status_code == 421, rebound.text
+        foreign = httpx.post(url, json=MCP_INITIALIZE, headers=auth | {"Origin": "https://evil.example"}, timeout=30)
+        assert foreign.status_code == 403, foreign.text
+        bearer = {"Authorization": f"Bearer {KEY}"}
+        assert read_graph_with(url, bearer) == ["k0", "k1", "k2"]  # loopback names are always allowed
+        assert read_graph_with(url, bearer | {"Host": f"memory.example:{port}"}) == ["k0", "k1", "k2"]
+        assert read_graph_with(url, bearer | {"Origin": "https://app.example"}) == ["k0", "k1", "k2"]
+
+
+def test_memory_serve_on_loopback_still_refuses_a_foreign_host(memory_graph: Path) -> None:
+    with memory_serve(memory_graph) as url:
+        port = int(url.split(":")[2].split("/")[0])
+        rebound = httpx.post(url, json=MCP_INITIALIZE, headers=MCP_HEADERS | {"Host": f"evil.example:{port}"},
+                             timeout=30)
+        assert rebound.status_code == 421
+        assert read_graph_with(url, {}) == ["k0", "k1", "k2"]

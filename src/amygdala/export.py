@@ -26,7 +26,7 @@ import numpy as np
 
 from amygdala.artifact import ReadoutArtifact, load_artifact
 from amygdala.errors import AmygdalaError
-from amygdala.outputs import atomic_write_bytes
+from amygdala.outputs import atomic_write_bytes, check_output_file
 
 logger = logging.getLogger(__name__)
 CONTROL_VECTOR_ARCH = "controlvector"
@@ -93,6 +93,7 @@ def export_control_vector(
     manifest: Path | None = None,
 ) -> ControlVectorExport:
     """Write ``concept``'s directions from ``readout.safetensors`` as a control vector GGUF, atomically."""
+    check_output_file(Path(output))  # before reading anything: one line naming the path and the fix
     artifact = load_artifact(Path(vectors), manifest)
     directions = control_vector_directions(artifact, concept, scale)
     output = Path(output)

@@ -1,14 +1,16 @@
 """``amygdala extract``: memory nodes -> an examples dir, one ``<emotion>.jsonl`` per emotion plus ``extract.json``.
 
 ``selection.select_examples`` chooses the emotions and their capped, deterministic examples (rules in
-``examples``); ``write_extract`` writes them atomically: everything goes to a staging dir beside the output first,
-then a rename. ``extract`` is the two composed; ``extract_from`` reads a ``MemorySource`` first. A non-empty output
-dir is refused unless ``force``; with ``force`` only amygdala's own files there are replaced (and those a previous
-extract listed, removed), never unrelated files.
+``examples``); ``write_extract`` writes them as one set, under the output's lock: a new dir is staged beside the
+output and renamed into place; an existing one gets the complete new set or keeps the complete old one
+(``publish``). ``extract`` is the two composed; ``extract_from`` reads a ``MemorySource`` first. A non-empty
+output dir is refused unless ``force``; with ``force`` only amygdala's own files there are replaced (and those a
+previous extract listed, removed), never unrelated files.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -19,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amygdala.examples import SPLITS, ExamplesError, ExtractOptions
-from amygdala.outputs import OutputError, check_output_path
+from amygdala.outputs import OutputError, fsync_dir, output_error, output_folder_problems, output_lock
+from amygdala.publish import publish_files, recover_interrupted
 from amygdala.selection import (
     EmotionCandidates,
     Selection,
@@ -81,10 +84,15 @@ def render_files(selection: Selection, manifest: Mapping[str, object]) -> dict[s
 
 
 def check_output_dir(output_dir: Path, force: bool, names: tuple[str, ...] = ()) -> None:
-    """Refuse a file, a non-empty dir (unless ``force``), or a dir holding a directory where a file must go."""
+    """Refuse a file, a broken link, a folder that cannot be written, a non-empty dir (unless ``force``), or a
+    dir holding a directory where a file must go. A symlink to a directory is a directory (written through)."""
+    output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ExamplesError(f"output dir {output_dir} is a file: give a new or empty directory")
-    check_output_path(output_dir)
+    if output_dir.is_symlink() and not output_dir.exists():
+        raise ExamplesError(f"output dir {output_dir} is a broken symlink: point it at a directory or remove it")
+    if problems := output_folder_problems(output_dir):
+        raise OutputError("; ".join(problems))
     present = sorted(entry.name for entry in output_dir.iterdir()) if output_dir.is_dir() else []
     if present and not force:
         shown = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
@@ -104,28 +112,51 @@ def _previously_written(output_dir: Path) -> set[str]:
     return {name for name in listed if isinstance(name, str) and _EMOTION_FILE.match(name)}
 
 
-def write_files_atomically(output_dir: Path, files: Mapping[str, bytes], force: bool = False) -> None:
-    """Write ``files`` into ``output_dir`` through a staging dir beside it. A new (or empty) dir appears with one
-    rename; with ``force`` into a non-empty dir, each file is replaced by a rename, ``extract.json`` last."""
-    check_output_dir(output_dir, force, tuple(files))
-    staging = output_dir.parent / f".{output_dir.name}.staging-{secrets.token_hex(6)}"
+def _remove_stale_staging(folder: Path) -> None:
+    """Staging dirs a killed extract left beside ``folder`` (only ever made under its lock, so stale now)."""
+    for leftover in folder.parent.glob(f".{folder.name}.staging-*"):
+        if re.fullmatch(rf"\.{re.escape(folder.name)}\.staging-[0-9a-f]{{12}}", leftover.name):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _create_dir(folder: Path, files: Mapping[str, bytes], shown: Path) -> None:
+    """A new dir with ``files``, staged beside it and renamed into place: it appears whole or not at all."""
+    staging = folder.parent / f".{folder.name}.staging-{secrets.token_hex(6)}"
     try:
-        try:
-            staging.mkdir(parents=True)
-            for name, data in files.items():
-                (staging / name).write_bytes(data)
-        except OSError as exc:
-            raise OutputError(f"cannot write {output_dir}: {exc.strerror or exc}") from exc
-        if not output_dir.exists() or not any(output_dir.iterdir()):
-            os.replace(staging, output_dir)  # one rename: the whole dir appears at once
-            return
-        stale = _previously_written(output_dir) - set(files)
-        for name in files:  # dict order puts extract.json last
-            os.replace(staging / name, output_dir / name)
-        for name in sorted(stale):
-            (output_dir / name).unlink(missing_ok=True)
+        staging.mkdir(parents=True)
+        for name, data in files.items():
+            with (staging / name).open("wb") as out:
+                out.write(data)
+                os.fsync(out.fileno())
+        fsync_dir(staging)
+        if folder.exists():  # made by someone else since the check: never replace it
+            raise FileExistsError(errno.EEXIST, "created meanwhile", str(folder))
+        os.rename(staging, folder)
+        fsync_dir(folder.parent)
+    except OSError as exc:
+        raise output_error(shown, exc) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_files_atomically(output_dir: Path, files: Mapping[str, bytes], force: bool = False) -> None:
+    """Write ``files`` (``extract.json`` last) into ``output_dir`` as one set, under the output's lock (a concurrent
+    extract into the same dir is refused). A new dir is staged beside it and appears with one rename. Into an
+    existing dir (empty, or with ``force``) the files, and the removal of stale ones an earlier ``extract.json``
+    listed, are published by ``publish.publish_files``: the complete new set or the complete old set, and the
+    dir itself (mode, owner) is kept. A symlink to a dir is written through."""
+    output_dir = Path(output_dir)
+    folder = output_dir.resolve() if output_dir.is_symlink() else output_dir
+    with output_lock(folder):
+        recover_interrupted(folder)
+        _remove_stale_staging(folder)
+        check_output_dir(output_dir, force, tuple(files))
+        if not folder.is_dir():
+            _create_dir(folder, files, output_dir)
+            return
+        stale = _previously_written(folder) - set(files)
+        changes: dict[Path, bytes | None] = {folder / name: data for name, data in files.items()}
+        publish_files(changes | {folder / name: None for name in sorted(stale)}, anchor=folder, shown=output_dir)
 
 
 def write_extract(selection: Selection, options: ExtractOptions, output_dir: Path | str, source: str,

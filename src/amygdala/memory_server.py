@@ -10,19 +10,28 @@ Tools (read-only; the server serves only the file it was started with, read once
   ``{"entities": [{"name", "entityType", "observations"}], "relations": []}`` (one observation: the content).
 - ``list_nodes(offset, limit)``: one page of nodes ``{"key", "node_type", "timestamp", "content"}`` plus
   ``next_offset`` (``null`` on the last page) and ``total``, so a large graph need not come in one message.
+
+Safe defaults (``serve_memory``): it binds loopback unless told; with an API key every request needs
+``Authorization: Bearer <key>`` (401 otherwise, checked before anything else); a non-loopback bind without a key is
+refused, since anyone who can reach it could read the whole graph. ``Host`` and ``Origin`` are checked on every
+bind address against an allow-list (DNS rebinding: 421 / 403): loopback names, the bound address, and whatever
+``allowed_hosts`` / ``allowed_origins`` add (e.g. the public name clients use).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from typing_extensions import TypedDict  # pydantic needs it for output schemas on Python < 3.12
 
+from amygdala.http_auth import BearerAuth, is_loopback
 from amygdala.ports import bind_error
 from amygdala.sources import MemoryNode, SourceError
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
+    from mcp.server.transport_security import TransportSecuritySettings
 
 MCP_PATH = "/mcp"
 MAX_PAGE_SIZE = 5000
@@ -102,12 +111,65 @@ def check_port_free(host: str, port: int) -> None:
                           f"or stop the process using it")
 
 
-def serve_memory(nodes: list[MemoryNode], host: str = "127.0.0.1", port: int = 7777) -> None:
-    """Serve ``nodes`` over MCP streamable HTTP at ``http://host:port/mcp`` until interrupted (blocking)."""
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _with_port(host: str) -> list[str]:
+    """Host header patterns for ``host``: as given if it has a port, else with any port and with none (port 80)."""
+    if host.startswith("[") and "]:" in host or host.count(":") == 1:
+        return [host]
+    bracketed = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return [f"{bracketed}:*", bracketed]
+
+
+def transport_security(host: str, allowed_hosts: Sequence[str] = (),
+                       allowed_origins: Sequence[str] = ()) -> TransportSecuritySettings:
+    """Host/Origin validation for every bind address: loopback names, the bound address (unless a wildcard such as
+    0.0.0.0) and the given extras. Origins default to http(s) on the allowed hosts; non-browser clients send none."""
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    bound = [] if host in ("0.0.0.0", "::", "") or is_loopback(host) else [host]
+    hosts = [pattern for name in (*_LOOPBACK_NAMES, *bound, *allowed_hosts) for pattern in _with_port(name)]
+    origins = [f"{scheme}://{pattern}" for scheme in ("http", "https") for pattern in hosts]
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=list(dict.fromkeys(hosts)),
+                                     allowed_origins=list(dict.fromkeys([*origins, *allowed_origins])))
+
+
+def memory_app(nodes: list[MemoryNode], *, host: str = "127.0.0.1", api_key: str | None = None,
+               allowed_hosts: Sequence[str] = (), allowed_origins: Sequence[str] = ()) -> Any:
+    """The ASGI app serving ``nodes`` at ``MCP_PATH``: Host/Origin checked, and the bearer key first if given."""
+    app = build_memory_server(nodes).streamable_http_app(
+        streamable_http_path=MCP_PATH, host=host,
+        transport_security=transport_security(host, allowed_hosts, allowed_origins))
+    if api_key is None:
+        return app
+    return BearerAuth(app, api_key, {"error": {"code": "invalid_api_key", "message": (
+        "missing or wrong API key: send 'Authorization: Bearer <key>'")}})
+
+
+def serve_memory(nodes: list[MemoryNode], host: str = "127.0.0.1", port: int = 7777, *, api_key: str | None = None,
+                 allowed_hosts: Sequence[str] = (), allowed_origins: Sequence[str] = ()) -> None:
+    """Serve ``nodes`` over MCP streamable HTTP at ``http://host:port/mcp`` until interrupted (blocking), after
+    ``check_serving``."""
+    import uvicorn
+
+    check_serving(host, port, api_key)
+    app = memory_app(nodes, host=host, api_key=api_key, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def check_serving(host: str, port: int, api_key: str | None) -> None:
+    """Refuse (``SourceError``) a port that is not one or is busy, an empty key, and a non-loopback ``host``
+    without ``api_key``: before anything is read or bound."""
     if not 0 < port < 65536:
         raise SourceError(f"port {port} is not a TCP port: choose one within 1-65535")
+    if api_key is not None and not api_key.strip():
+        raise SourceError("the API key is empty: give a non-empty --api-key or unset AMYGDALA_API_KEY")
+    if api_key is None and not is_loopback(host):
+        raise SourceError(f"memory-serve on {host} without an API key would let anyone who can reach it read the "
+                          f"whole memory graph: set --api-key (or AMYGDALA_API_KEY), or bind 127.0.0.1")
     check_port_free(host, port)
-    build_memory_server(nodes).run("streamable-http", host=host, port=port, streamable_http_path=MCP_PATH)
 
 
-__all__ = ["MCP_PATH", "build_memory_server", "check_port_free", "graph_payload", "node_page", "serve_memory"]
+__all__ = ["MCP_PATH", "build_memory_server", "check_port_free", "check_serving", "graph_payload", "memory_app",
+           "node_page", "serve_memory", "transport_security"]

@@ -15,15 +15,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from amygdala.artifact import ReadoutArtifact, elh_path_for, load_artifact, save_artifact
+from amygdala.artifact import ReadoutArtifact, artifact_paths, elh_path_for, load_artifact, save_artifact
 from amygdala.evaluation import EvalOptions, Evaluation, evaluate
 from amygdala.examples import Example, read_examples
 from amygdala.models import DEFAULT_MODEL, LoadedModel, load_model
-from amygdala.outputs import check_output_path
+from amygdala.outputs import check_output_file, output_lock
 from amygdala.pooling import Pooling, PoolingError, PoolingSpec
 from amygdala.readout import ReadoutOptions, TextReadout, check_options, read_texts
 from amygdala.readout_view import InputText, parse_input_lines, readout_record, write_html, write_jsonl
-from amygdala.report import example_texts, write_report
+from amygdala.report import REPORT_HTML, REPORT_JSON, example_texts, write_report
 from amygdala.training import TrainOptions, train
 
 ModelSource = str | LoadedModel
@@ -51,13 +51,16 @@ def train_files(training_data_dir: Path, output: Path, options: TrainOptions = T
                 model: ModelSource = DEFAULT_MODEL, dtype: str = "float32",
                 device_map: str | dict[str, object] | None = None, emotions: Sequence[str] | None = None,
                 manifest: Path | None = None, write_elh: bool = False) -> TrainRun:
-    """``<emotion>.jsonl`` examples -> ``readout.safetensors`` + manifest (+ the eLH file with ``write_elh``)."""
+    """``<emotion>.jsonl`` examples -> ``readout.safetensors`` + manifest (+ the eLH file with ``write_elh``).
+
+    Every output path is checked before the model loads, and the output's lock is held for the whole run: a
+    second train into the same output is refused (``OutputBusyError``), never a lost update."""
     examples = read_examples(training_data_dir, list(emotions) if emotions else None)
-    for path in (output, manifest or output):  # before the model loads: no folder can be made under a file
-        check_output_path(path)
+    check_output_file(*artifact_paths(output, manifest, write_elh))
     start = time.perf_counter()
-    artifact = train(_loaded(model, dtype=dtype, device_map=device_map), examples, options)
-    manifest_path = save_artifact(artifact, output, manifest_path=manifest, write_elh=write_elh)
+    with output_lock(output):
+        artifact = train(_loaded(model, dtype=dtype, device_map=device_map), examples, options)
+        manifest_path = save_artifact(artifact, output, manifest_path=manifest, write_elh=write_elh)
     return TrainRun(artifact, output, manifest_path, elh_path_for(output) if write_elh else None,
                     time.perf_counter() - start)
 
@@ -88,6 +91,7 @@ def evaluate_files(vectors: Path, training_data_dir: Path, report_dir: Path, opt
 
     ``pooling`` / ``skip_tokens`` override the trained pooling spec (``options.pooling`` None: as trained);
     ``dtype`` None: the trained forward dtype."""
+    check_output_file(Path(report_dir) / REPORT_JSON, Path(report_dir) / REPORT_HTML)  # before any model work
     artifact = load_artifact(vectors, manifest)
     if pooling is not None or skip_tokens is not None:
         spec = options.pooling or artifact.pooling
@@ -126,6 +130,7 @@ def read_out_files(vectors: Path, source: str, output: Path, options: ReadoutOpt
                    progress: bool = False) -> ReadoutRun:
     """Read concepts out of the texts of ``source`` into ``output`` (JSONL, one line per text; pooled as trained
     unless ``pooling`` / ``skip_tokens`` / ``chat_template`` override it), and an HTML page with ``html``."""
+    check_output_file(Path(output), *([Path(html)] if html is not None else []))  # before any model work
     items = read_input(source)
     artifact = load_artifact(vectors, manifest)
     check_options(artifact, options)

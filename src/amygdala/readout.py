@@ -36,6 +36,9 @@ from amygdala.pooling import PoolingSpec
 
 logger = logging.getLogger(__name__)
 _UNIT_TOLERANCE = 1e-2
+#: Largest |alpha| a steered concept may have: alpha scales the prompt's mean residual norm, so 100 already adds a
+#: hundred residuals' worth; beyond it (or a NaN/inf) the forward overflows into NaN readouts.
+MAX_STEER_ALPHA = 100.0
 
 
 class ReadoutError(AmygdalaError):
@@ -49,7 +52,8 @@ class ReadoutOptions:
     #: Z-score every raw projection with the manifest calibration, ``(x - mean) / std`` per layer and concept.
     #: The calibration describes pooled training texts; single tokens are put on that scale, not standardised.
     zscore: bool = False
-    #: Concept -> alpha: add ``alpha * (mean residual norm on the prompt) * unit vector`` at each steered layer.
+    #: Concept -> alpha: add ``alpha * (mean residual norm on the prompt) * unit vector`` at each steered layer;
+    #: alpha must be finite, within +-``MAX_STEER_ALPHA``.
     steer: Mapping[str, float] = field(default_factory=dict)
     #: The layers that steer, a subset of the artifact's; ``None`` steers at every hooked layer.
     steer_layers: tuple[int, ...] | None = None
@@ -141,6 +145,9 @@ def check_options(artifact: ReadoutArtifact, options: ReadoutOptions) -> None:
     if unknown := [concept for concept in options.steer if concept not in artifact.concepts]:
         problems.append(f"steered concept(s) {', '.join(unknown)} not in the artifact "
                         f"(it has {', '.join(artifact.concepts[:12])}{'...' if len(artifact.concepts) > 12 else ''})")
+    if bad_alphas := [f"{concept}={alpha!r}" for concept, alpha in options.steer.items()
+                      if not abs(alpha) <= MAX_STEER_ALPHA]:  # NaN fails this too
+        problems.append(f"steer alpha(s) {', '.join(bad_alphas)} must be finite, within +-{MAX_STEER_ALPHA:g}")
     if options.steer_layers is not None and (bad := sorted(set(options.steer_layers) - set(artifact.layers))):
         problems.append(f"steer layers {bad} are not hooked layers of the artifact ({list(artifact.layers)})")
     if problems:

@@ -24,7 +24,7 @@ from rich.table import Table
 from amygdala.artifact import LayerCurve
 from amygdala.evaluation import Evaluation
 from amygdala.examples import Example
-from amygdala.outputs import atomic_write_bytes
+from amygdala.publish import publish_files
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
@@ -293,10 +293,9 @@ def report_html(evaluation: Evaluation, curve: LayerCurve | None = None) -> str:
 
 
 def write_report(evaluation: Evaluation, report_dir: Path, curve: LayerCurve | None = None) -> tuple[Path, Path]:
-    """Write ``report.json`` and ``report.html`` into ``report_dir`` (atomically); returns their paths."""
+    """Write ``report.json`` and ``report.html`` into ``report_dir`` as one set (``publish``); returns their paths."""
     report_dir = Path(report_dir)
     data = (json.dumps(report_data(evaluation, curve), indent=1, allow_nan=False) + "\n").encode()
     page = report_html(evaluation, curve).encode()
-    atomic_write_bytes(report_dir / REPORT_JSON, data)
-    atomic_write_bytes(report_dir / REPORT_HTML, page)
+    publish_files({report_dir / REPORT_JSON: data, report_dir / REPORT_HTML: page})
     return report_dir / REPORT_JSON, report_dir / REPORT_HTML

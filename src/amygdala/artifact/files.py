@@ -19,8 +19,9 @@ from safetensors.torch import load_file, save
 
 from amygdala.artifact.record import RECORD_FIELDS, TrainingRecord, record_fields, record_from_manifest, record_problems
 from amygdala.errors import AmygdalaError
-from amygdala.outputs import atomic_write_files
+from amygdala.outputs import check_output_file
 from amygdala.pooling import PoolingSpec
+from amygdala.publish import publish_files, recover_interrupted
 
 LAYER_CONVENTION = "layer_<idx> is the output of decoder block idx (0-based) = HF hidden_states[idx + 1]"
 ELH_KEY = "vectors"
@@ -85,6 +86,14 @@ def elh_path_for(vectors_path: Path) -> Path:
     return path.with_name(path.stem + ".eLH.safetensors")
 
 
+def artifact_paths(vectors_path: Path, manifest_path: Path | None = None,
+                   write_elh: bool = False) -> tuple[Path, ...]:
+    """The files ``save_artifact`` writes, in publish order: vectors, [eLH,] manifest."""
+    vectors_path = Path(vectors_path)
+    manifest = Path(manifest_path) if manifest_path else manifest_path_for(vectors_path)
+    return (vectors_path, *([elh_path_for(vectors_path)] if write_elh else []), manifest)
+
+
 def _tensors_for_save(artifact: ReadoutArtifact) -> dict[str, torch.Tensor]:
     dtype = _SAVE_DTYPES[artifact.dtype]
     return {layer_key(layer): artifact.vectors[layer].to(dtype).contiguous() for layer in artifact.layers}
@@ -126,23 +135,24 @@ def save_artifact(
     manifest_path: Path | None = None,
     write_elh: bool = False,
 ) -> Path:
-    """Write ``readout.safetensors`` and its manifest atomically; returns the manifest path.
+    """Write ``readout.safetensors`` and its manifest (and the eLH file) as one set; returns the manifest path.
 
-    Everything is serialised in memory and written to temp files first, so a failure (full disk, unwritable
-    folder) leaves earlier files untouched: never new vectors beside an old manifest.
+    Published by ``publish.publish_files``: every path is checked before anything is written, and a failure (a
+    full disk, a folder at the manifest path, an old manifest that cannot be replaced, a crash) leaves the
+    complete earlier artifact: never new vectors beside an old manifest.
     """
     _validate(artifact, source="artifact to save")
-    vectors_path = Path(vectors_path)
-    manifest_path = Path(manifest_path) if manifest_path else manifest_path_for(vectors_path)
+    paths = artifact_paths(vectors_path, manifest_path, write_elh)
+    check_output_file(*paths)  # also two paths naming one file, which the dict below would merge
     vectors_bytes = save(_tensors_for_save(artifact))
     manifest = build_manifest(artifact, vectors_bytes)
-    manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode()
-    files = {vectors_path: vectors_bytes}
+    files = {paths[0]: vectors_bytes}
     if write_elh:
         elh = artifact.stacked().transpose(0, 1).to(_SAVE_DTYPES[artifact.dtype]).contiguous()
-        files[elh_path_for(vectors_path)] = save({ELH_KEY: elh})
-    atomic_write_files(files | {manifest_path: manifest_bytes})  # the manifest is renamed last
-    return manifest_path
+        files[paths[1]] = save({ELH_KEY: elh})
+    files[paths[-1]] = (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode()
+    publish_files(files, anchor=paths[0])
+    return paths[-1]
 
 
 def _read_manifest(manifest_path: Path) -> dict[str, Any]:
@@ -235,6 +245,7 @@ def load_artifact(vectors_path: Path, manifest_path: Path | None = None) -> Read
     """Read and validate an artifact in either layout; every shape, dtype or count mismatch is an ArtifactError."""
     vectors_path = Path(vectors_path)
     manifest_path = Path(manifest_path) if manifest_path else manifest_path_for(vectors_path)
+    recover_interrupted(vectors_path)  # a save cut off by a crash: put the complete earlier artifact back first
     manifest = _read_manifest(manifest_path)
     tensors = _read_tensors(vectors_path)
     layers = list(manifest["layers"])

@@ -21,6 +21,8 @@ _MEMORY_FILE = typer.Option(None, "--memory-file", help="Memory graph file: JSON
                             "bundled sample graph.")
 _MEMORY_URL = typer.Option(None, "--memory-mcp-url", help="MCP memory server, streamable HTTP "
                            "(e.g. http://127.0.0.1:7777/mcp).")
+_MEMORY_KEY = typer.Option(None, "--memory-mcp-api-key", envvar="AMYGDALA_MEMORY_API_KEY", help="Bearer key for "
+                           "--memory-mcp-url (e.g. an `amygdala memory-serve --api-key`; env AMYGDALA_MEMORY_API_KEY).")
 _MEMORY_COMMAND = typer.Option(None, "--memory-mcp-command", help="Command starting an MCP memory server on stdio "
                                "(e.g. \"npx -y @modelcontextprotocol/server-memory\").")
 
@@ -63,6 +65,7 @@ def extract(
     memory_file: Path | None = _MEMORY_FILE,
     memory_mcp_url: str | None = _MEMORY_URL,
     memory_mcp_command: str | None = _MEMORY_COMMAND,
+    memory_mcp_api_key: str | None = _MEMORY_KEY,
     output_dir: Path = typer.Option(Path("amygdala-out/examples"), "--output-dir", help="Where <emotion>.jsonl "
                                     "files and extract.json go (a new or empty dir)."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty dir: replaces amygdala's files "
@@ -92,7 +95,7 @@ def extract(
     names = None if emotions is None else tuple(part.strip() for part in emotions.split(",") if part.strip())
     options = _ExtractOptions(min_positive_score, max_negative_mentions, min_content_chars, max_examples_per_emotion,
                               names, min_positives, max_negative_score, heldout_fraction, seed, untagged)
-    source = MemorySource(memory_file, memory_mcp_url, memory_mcp_command)
+    source = MemorySource(memory_file, memory_mcp_url, memory_mcp_command, memory_mcp_api_key)
     if stats:
         _print_tag_table(survey_tags(source, options), options)
         return
@@ -104,6 +107,7 @@ def emotions_table(
     memory_file: Path | None = _MEMORY_FILE,
     memory_mcp_url: str | None = _MEMORY_URL,
     memory_mcp_command: str | None = _MEMORY_COMMAND,
+    memory_mcp_api_key: str | None = _MEMORY_KEY,
     min_positive_score: float = typer.Option(_EXTRACT.min_positive_score, help="Count a score >= this as positive."),
     min_positives: int = typer.Option(_EXTRACT.min_positives, help="Positives an emotion needs to be extracted."),
     min_content_chars: int = typer.Option(_EXTRACT.min_content_chars, help="Skip texts shorter than this."),
@@ -114,22 +118,37 @@ def emotions_table(
 
     options = _ExtractOptions(min_positive_score=min_positive_score, min_positives=min_positives,
                               min_content_chars=min_content_chars)
-    _print_tag_table(survey_tags(MemorySource(memory_file, memory_mcp_url, memory_mcp_command), options), options)
+    source = MemorySource(memory_file, memory_mcp_url, memory_mcp_command, memory_mcp_api_key)
+    _print_tag_table(survey_tags(source, options), options)
 
 
 @app.command("memory-serve")
 def memory_serve(
     file: Path | None = typer.Option(None, "--file", help="Graph file to serve (default: the bundled sample)."),
-    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (another than loopback needs --api-key)."),
     port: int = typer.Option(7777, help="TCP port; the MCP endpoint is http://HOST:PORT/mcp."),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="AMYGDALA_API_KEY", help="Require "
+                                       "'Authorization: Bearer <key>' on every request (env AMYGDALA_API_KEY)."),
+    allowed_host: list[str] | None = typer.Option(None, "--allowed-host", help="Also accept this Host header "
+                                                  "(name or name:port; repeatable), e.g. the public name clients "
+                                                  "use. Loopback names and the bound address are always accepted."),
+    allowed_origin: list[str] | None = typer.Option(None, "--allowed-origin", help="Also accept this browser "
+                                                    "Origin (e.g. https://app.example; repeatable)."),
 ) -> None:
     """Serve a graph file as an MCP memory server (read_graph, list_nodes) over streamable HTTP: its current nodes
     (a versioned log is resolved first)."""
-    from amygdala.memory_server import MCP_PATH, serve_memory
+    import os
+
+    from amygdala.memory_server import MCP_PATH, check_serving, serve_memory
     from amygdala.sources import MemorySource, read_memory
 
+    if api_key is None:  # click treats an empty environment variable as unset; an empty key is still a mistake
+        api_key = os.environ.get("AMYGDALA_API_KEY")
+    check_serving(host, port, api_key)
     memory = read_memory(MemorySource(file))
     log = memory.counts
     print(f"amygdala memory-serve: {len(memory.nodes)} nodes ({log.records} records, {log.superseded} superseded, "
-          f"{log.deleted} deleted) from {memory.source} at http://{host}:{port}{MCP_PATH} (Ctrl-C stops)", flush=True)
-    serve_memory(list(memory.nodes), host, port)
+          f"{log.deleted} deleted) from {memory.source} at http://{host}:{port}{MCP_PATH} "
+          f"({'bearer key required' if api_key else 'no key'}; Ctrl-C stops)", flush=True)
+    serve_memory(list(memory.nodes), host, port, api_key=api_key, allowed_hosts=allowed_host or (),
+                 allowed_origins=allowed_origin or ())

@@ -37,6 +37,7 @@ def serve_command(
     max_prompt_tokens: int = typer.Option(2048, "--max-prompt-tokens", help="Longest prompt accepted, in tokens."),
     max_choices: int = typer.Option(4, "--max-choices", help="Most choices (n x prompts) per request."),
     ui: bool = typer.Option(False, "--ui", help="Serve the live page at /ui (behind --api-key when one is set)."),
+    max_queue: int = typer.Option(256, "--max-queue", help="Most generation jobs (choices) waiting; beyond it a request gets 429 with Retry-After."),
 ) -> None:
     """OpenAI-compatible server (/v1/completions, /v1/chat/completions) streaming per-token readouts."""
     from amygdala.serve import ServeOptions
@@ -46,11 +47,12 @@ def serve_command(
     readout = options.readout_options(False, steer, steer_layer)
     if readout.steer and vectors is None:
         raise typer.BadParameter("steering needs --vectors", param_hint="--steer")
-    if min(max_tokens, max_prompt_tokens, max_choices) < 1:
-        raise typer.BadParameter("--max-tokens, --max-prompt-tokens and --max-choices must be at least 1")
+    if min(max_tokens, max_prompt_tokens, max_choices, max_queue) < 1:
+        raise typer.BadParameter("--max-tokens, --max-prompt-tokens, --max-choices and --max-queue must be at least 1")
     serve_options = ServeOptions(model_name=served_model_name or model, api_key=_api_key(api_key),
                                  max_prompt_tokens=max_prompt_tokens, max_tokens=max_tokens,
                                  default_max_tokens=min(16, max_tokens), max_choices=max_choices,
-                                 steer=readout.steer, steer_layers=readout.steer_layers, ui=ui)
+                                 steer=readout.steer, steer_layers=readout.steer_layers, ui=ui,
+                                 max_queued_jobs=max_queue)
     serve_model(model, vectors, serve_options, manifest=manifest, dtype=dtype, device=device, host=host, port=port,
                 announce=lambda line: typer.echo(line, err=True))

@@ -1,35 +1,49 @@
 """The OpenAI-compatible web layer: routes, auth, SSE streaming, OpenAI-style errors. Transport only: generation
 and readout happen in ``Engine`` (one worker thread) through ``amygdala.generation`` and ``amygdala.readout``.
 
-Every chunk of a stream carries exactly one generated token: its text delta (possibly ``""`` while a stop string
-may be forming), ``token_id`` and ``readout`` (``[n_layers][n_concepts]``, from the forward pass that sampled it).
-A non-streaming choice carries ``token_ids`` and ``readout`` (one ``[n_layers][n_concepts]`` per token).
+No request gets a 5xx for what it sent: bodies are parsed by ``schemas.parse_request`` (strict types, one 400
+naming the field); with an API key every path needs it (``/docs``, ``/redoc`` and ``/openapi.json`` too; ``/ui``
+answers its own key page), checked before the body is read (``http_auth``); a full queue is a 429 with
+``Retry-After``. Responses are strict JSON (``replies``: the shape of chunks and responses).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
+import logging
 import threading
-import time
-import uuid
-from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from amygdala.artifact import calibration_json
 from amygdala.generation import GenerationStep
-from amygdala.serve.engine import Emit, Engine, GenerationJob, ServeOptions
+from amygdala.http_auth import BearerAuth, key_matches
+from amygdala.serve.engine import Emit, Engine, GenerationJob, QueueFullError, ServeOptions
 from amygdala.serve.jobs import chat_jobs, completion_jobs
-from amygdala.serve.schemas import APIError, ChatCompletionRequest, CompletionRequest
+from amygdala.serve.replies import Kind, Reply, sse_line, strict_json
+from amygdala.serve.schemas import APIError, ChatCompletionRequest, CompletionRequest, parse_request
 
-Kind = Literal["completion", "chat"]
+logger = logging.getLogger(__name__)
+
+
+def _unauthorized() -> APIError:
+    return APIError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'", code="invalid_api_key")
+
+
+def _key_check(api_key: str | None) -> Callable[[str | None], Awaitable[None]]:
+    """For a route that checks the key itself (``/ui``): raises the 401 ``APIError`` unless the header has it."""
+    async def check(authorization: str | None) -> None:
+        if api_key is not None and not key_matches(authorization.encode() if authorization else None, api_key):
+            raise _unauthorized()
+
+    return check
 
 
 def create_app(engine: Engine, options: ServeOptions) -> FastAPI:
@@ -44,27 +58,39 @@ def create_app(engine: Engine, options: ServeOptions) -> FastAPI:
 
     app = FastAPI(title="amygdala", lifespan=lifespan)
     app.add_middleware(_BodyLimit, limit=options.request_byte_limit())
+    if options.api_key is not None:  # added last, so it runs first: before the body limit and any parsing
+        app.add_middleware(BearerAuth, api_key=options.api_key, body=_unauthorized().body(),
+                           open_paths=frozenset({"/ui"}) if options.ui else frozenset())
     app.add_exception_handler(APIError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    router = APIRouter(prefix="/v1", dependencies=[Depends(_auth(options.api_key))])
+    app.add_exception_handler(Exception, _unexpected_error)
+    router = APIRouter(prefix="/v1")
     router.add_api_route("/models", lambda: _models(options), methods=["GET"])
     router.add_api_route("/readout/manifest", lambda: _manifest(engine), methods=["GET"])
 
-    @router.post("/completions")
-    async def completions(body: CompletionRequest, request: Request) -> Response:
+    @router.post("/completions", openapi_extra=_request_schema(CompletionRequest))
+    async def completions(request: Request) -> Response:
+        body = parse_request(await request.body(), CompletionRequest)
         return await _answer("completion", completion_jobs(body, engine, options), body, request, engine, options)
 
-    @router.post("/chat/completions")
-    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    @router.post("/chat/completions", openapi_extra=_request_schema(ChatCompletionRequest))
+    async def chat_completions(request: Request) -> Response:
+        body = parse_request(await request.body(), ChatCompletionRequest)
         return await _answer("chat", chat_jobs(body, engine, options), body, request, engine, options)
 
     app.include_router(router)
     if options.ui:
         from amygdala.serve.ui import ui_router
 
-        app.include_router(ui_router(_auth(options.api_key)))
+        app.include_router(ui_router(_key_check(options.api_key)))
     return app
+
+
+def _request_schema(model: type[CompletionRequest | ChatCompletionRequest]) -> dict[str, Any]:
+    """The JSON body of a route for /docs (the route reads the body itself, to check auth first)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
 
 
 class _BodyLimit:
@@ -97,7 +123,14 @@ class _BodyLimit:
 
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, APIError)
-    return JSONResponse(exc.body(), status_code=exc.status)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+    """A bug, not the request's fault: logged with its traceback, answered in the OpenAI shape (never plain text)."""
+    logger.error("unexpected error", exc_info=exc)
+    error = APIError(500, f"internal error ({type(exc).__name__}); see the server log", kind="server_error")
+    return JSONResponse(error.body(), status_code=500)
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -119,16 +152,6 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(APIError(400, "; ".join(parts), param=param, code="invalid_value").body(), status_code=400)
 
 
-def _auth(api_key: str | None) -> Callable[..., Any]:
-    async def check(authorization: str | None = Header(default=None)) -> None:
-        if api_key is None:
-            return
-        if authorization is None or not hmac.compare_digest(authorization.encode(), f"Bearer {api_key}".encode()):
-            raise APIError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'", code="invalid_api_key")
-
-    return check
-
-
 def _models(options: ServeOptions) -> dict[str, Any]:
     return {"object": "list", "data": [{"id": options.model_name, "object": "model", "created": 0,
                                         "owned_by": "amygdala"}]}
@@ -146,96 +169,62 @@ def _manifest(engine: Engine) -> dict[str, Any]:
     return manifest
 
 
-async def _run_jobs(engine: Engine, jobs: list[GenerationJob]) -> AsyncIterator[tuple[int, GenerationStep]]:
-    """Submit every job and yield ``(choice index, step)`` as the worker produces them; leaving early (the client
-    went away, or an error) cancels every job of the request."""
-    loop = asyncio.get_running_loop()
-    events: asyncio.Queue[tuple[int, GenerationStep | BaseException | None]] = asyncio.Queue()
-    cancels = [threading.Event() for _ in jobs]
+class _Submitted:
+    """A request's jobs, queued on the engine at once (or refused whole with a 429 when the queue is full).
+    ``steps`` yields ``(choice index, step)`` as the worker produces them; ``cancel`` (also called when ``steps``
+    is left early: the client went away, or an error) stops every job of the request."""
 
-    def emitter(index: int) -> Emit:
+    def __init__(self, engine: Engine, jobs: list[GenerationJob]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.events: asyncio.Queue[tuple[int, GenerationStep | BaseException | None]] = asyncio.Queue()
+        self.cancels = [threading.Event() for _ in jobs]
+        try:
+            engine.submit_all([(job, self._emitter(index), self.cancels[index]) for index, job in enumerate(jobs)])
+        except QueueFullError as exc:
+            raise APIError(429, str(exc), code="rate_limit_exceeded", kind="rate_limit_error",
+                           headers={"Retry-After": str(exc.retry_after_s)}) from None
+
+    def _emitter(self, index: int) -> Emit:
         def emit(event: GenerationStep | BaseException | None) -> None:
-            if loop.is_closed():  # the server is shutting down: nobody waits for this job any more
-                cancels[index].set()
+            if self.loop.is_closed():  # the server is shutting down: nobody waits for this job any more
+                self.cancels[index].set()
                 return
-            loop.call_soon_threadsafe(events.put_nowait, (index, event))
+            self.loop.call_soon_threadsafe(self.events.put_nowait, (index, event))
 
         return emit
 
-    for index, job in enumerate(jobs):
-        engine.submit(job, emitter(index), cancels[index])
-    remaining = len(jobs)
-    try:
-        while remaining:
-            index, event = await events.get()
-            if event is None:
-                remaining -= 1
-            elif isinstance(event, BaseException):
-                raise APIError(500, f"generation failed: {event}", kind="server_error") from event
-            else:
-                yield index, event
-    finally:
-        for cancel in cancels:
+    def cancel(self) -> None:
+        for cancel in self.cancels:
             cancel.set()
 
-
-class _Reply:
-    """Builds the OpenAI JSON of one request: stream chunks or the whole response."""
-
-    def __init__(self, kind: Kind, model: str, prompt_tokens: int) -> None:
-        self.kind, self.model, self.prompt_tokens = kind, model, prompt_tokens
-        self.id = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
-        self.created = int(time.time())
-        self.started: set[int] = set()
-
-    def envelope(self, choices: list[dict[str, Any]], suffix: str) -> dict[str, Any]:
-        obj = "chat.completion" if self.kind == "chat" else "text_completion"
-        return {"id": self.id, "object": obj + suffix, "created": self.created, "model": self.model,
-                "choices": choices}
-
-    def chunk(self, index: int, step: GenerationStep) -> dict[str, Any]:
-        choice: dict[str, Any] = {"index": index, "finish_reason": step.finish_reason, "token_id": step.token_id}
-        if self.kind == "chat":
-            choice["delta"] = {"content": step.text} if index in self.started else {"role": "assistant",
-                                                                                     "content": step.text}
-        else:
-            choice |= {"text": step.text, "logprobs": None}
-        self.started.add(index)
-        if step.readout is not None:
-            choice["readout"] = step.readout.tolist()
-        return self.envelope([choice], ".chunk" if self.kind == "chat" else "")
-
-    def usage(self, completion_tokens: int) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion_tokens,
-                "total_tokens": self.prompt_tokens + completion_tokens}
-
-    def response(self, results: list[list[GenerationStep]]) -> dict[str, Any]:
-        choices = []
-        for index, steps in enumerate(results):
-            text = "".join(step.text for step in steps)
-            choice: dict[str, Any] = {"index": index, "finish_reason": steps[-1].finish_reason if steps else None,
-                                      "token_ids": [step.token_id for step in steps]}
-            choice |= {"message": {"role": "assistant", "content": text}} if self.kind == "chat" else {
-                "text": text, "logprobs": None}
-            if steps and steps[0].readout is not None:
-                choice["readout"] = [step.readout.tolist() for step in steps if step.readout is not None]
-            choices.append(choice)
-        body = self.envelope(choices, "")
-        body["usage"] = self.usage(sum(len(steps) for steps in results))
-        return body
+    async def steps(self) -> AsyncIterator[tuple[int, GenerationStep]]:
+        remaining = len(self.cancels)
+        try:
+            while remaining:
+                index, event = await self.events.get()
+                if event is None:
+                    remaining -= 1
+                elif isinstance(event, BaseException):
+                    raise APIError(500, f"generation failed: {event}", kind="server_error") from event
+                else:
+                    yield index, event
+        finally:
+            self.cancel()
 
 
 async def _answer(kind: Kind, jobs: list[GenerationJob], body: CompletionRequest | ChatCompletionRequest,
                   request: Request, engine: Engine, options: ServeOptions) -> Response:
     prompts = {job.prompt_ids for job in jobs}
-    reply = _Reply(kind, options.model_name, sum(len(ids) for ids in prompts))
+    reply = Reply(kind, options.model_name, sum(len(ids) for ids in prompts))
+    submitted = _Submitted(engine, jobs)  # before the 200 is sent: a full queue is still a 429
     if body.stream:
         usage = body.stream_options is not None and body.stream_options.include_usage
-        return StreamingResponse(_sse(reply, engine, jobs, usage), media_type="text/event-stream")
+        return StreamingResponse(_sse(reply, submitted, usage), media_type="text/event-stream",
+                                 background=BackgroundTask(submitted.cancel))
     results: list[list[GenerationStep]] = [[] for _ in jobs]
 
     async def consume() -> None:
-        async for index, step in _run_jobs(engine, jobs):
+        async for index, step in submitted.steps():
             results[index].append(step)
 
     consumer = asyncio.ensure_future(consume())
@@ -245,11 +234,12 @@ async def _answer(kind: Kind, jobs: list[GenerationJob], body: CompletionRequest
     finally:
         watcher.cancel()
         if not consumer.done():
-            consumer.cancel()  # the client went away: _run_jobs cancels the jobs
+            consumer.cancel()
+        submitted.cancel()  # the client went away (or all is done): no job of this request runs on
     if consumer.cancelled():
         return Response(status_code=499)
     consumer.result()
-    return JSONResponse(reply.response(results))
+    return Response(strict_json(reply.response(results)), media_type="application/json")
 
 
 async def _disconnected(request: Request) -> None:
@@ -258,19 +248,15 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-def _sse_line(payload: dict[str, Any] | str) -> str:
-    return f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n"
-
-
-async def _sse(reply: _Reply, engine: Engine, jobs: list[GenerationJob], include_usage: bool) -> AsyncIterator[str]:
+async def _sse(reply: Reply, submitted: _Submitted, include_usage: bool) -> AsyncIterator[str]:
     generated = 0
     try:
-        async for index, step in _run_jobs(engine, jobs):
+        async for index, step in submitted.steps():
             generated += 1
-            yield _sse_line(reply.chunk(index, step))
+            yield sse_line(reply.chunk(index, step))
         if include_usage:
-            yield _sse_line(reply.envelope([], ".chunk" if reply.kind == "chat" else "") | {
+            yield sse_line(reply.envelope([], ".chunk" if reply.kind == "chat" else "") | {
                 "usage": reply.usage(generated)})
     except APIError as exc:
-        yield _sse_line(exc.body())
-    yield _sse_line("[DONE]")
+        yield sse_line(exc.body())
+    yield sse_line("[DONE]")

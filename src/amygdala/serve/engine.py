@@ -1,24 +1,30 @@
 """One model, one worker thread: generation jobs run one at a time, in arrival order, never mixed.
 
-The web layer submits a job with an ``emit`` callback and gets back a cancel event; the worker calls ``emit``
-with each ``GenerationStep``, then ``None`` when the job ends (or the exception that ended it). A set cancel
-event stops the job before its next forward pass. Nothing here imports FastAPI.
+The web layer submits a request's jobs with an ``emit`` callback each and gets back cancel events; the worker
+calls ``emit`` with each ``GenerationStep``, then ``None`` when the job ends (or the exception that ended it). A
+set cancel event stops the job before its next forward pass. The queue is bounded: jobs beyond
+``max_queued_jobs`` waiting are refused whole (``QueueFullError``, which the server answers with a 429 and
+``Retry-After``). An artifact that does not fit the model is refused when the engine is made, before any server
+binds. Nothing here imports FastAPI.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-from amygdala.artifact import ReadoutArtifact
+from amygdala.artifact import ReadoutArtifact, check_fits_model
+from amygdala.errors import AmygdalaError
 from amygdala.generation import GenerationStep, SamplingOptions, generate
 from amygdala.models import LoadedModel
-from amygdala.readout import AttachedReadout, ReadoutOptions, attach
+from amygdala.readout import AttachedReadout, ReadoutOptions, attach, projector_for
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +56,9 @@ class ServeOptions:
     steer_layers: tuple[int, ...] | None = None
     #: Serve the live page at ``GET /ui`` (behind ``api_key`` when one is set).
     ui: bool = False
+    #: Most generation jobs (choices) waiting in the engine's queue; beyond it a request gets a 429 with
+    #: ``Retry-After`` (used by ``serve.run.serve_model``; an ``Engine`` made by hand takes it as an argument).
+    max_queued_jobs: int = 256
 
 
     def request_byte_limit(self) -> int:
@@ -77,16 +86,41 @@ class JobRecord:
     generated_tokens: int
     finish_reason: str | None
     cancelled: bool
+    seconds: float = 0.0
+
+
+class QueueFullError(RuntimeError):
+    """The engine's queue has no room for a request's jobs; ``retry_after_s`` estimates when it will."""
+
+    def __init__(self, waiting: int, limit: int, retry_after_s: int) -> None:
+        super().__init__(f"the server is busy: {waiting} generation jobs are waiting (at most {limit}); "
+                         f"retry in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+DEFAULT_MAX_QUEUED_JOBS = ServeOptions.max_queued_jobs
 
 
 class Engine:
-    """Owns the model; runs submitted jobs one at a time on its worker thread."""
+    """Owns the model; runs submitted jobs one at a time on its worker thread, at most ``max_queued_jobs``
+    waiting. Refuses (``ArtifactError``/``ReadoutError``) an artifact whose hidden size, layers or vectors (zero
+    or not unit length) do not fit ``loaded``, as the offline readout does."""
 
-    def __init__(self, loaded: LoadedModel, artifact: ReadoutArtifact | None) -> None:
+    def __init__(self, loaded: LoadedModel, artifact: ReadoutArtifact | None, *,
+                 max_queued_jobs: int = DEFAULT_MAX_QUEUED_JOBS) -> None:
+        if artifact is not None:
+            check_fits_model(artifact, n_layers=loaded.n_layers, hidden_size=loaded.hidden_size,
+                             model_id=loaded.model_id)
+            projector_for(artifact)  # unit-length rows: zero vectors would answer every request with an error
+        if max_queued_jobs < 1:
+            raise AmygdalaError(f"max_queued_jobs {max_queued_jobs} must be at least 1 (--max-queue)")
         self.loaded = loaded
         self.artifact = artifact
+        self.max_queued_jobs = max_queued_jobs
         self.history: deque[JobRecord] = deque(maxlen=256)
         self._jobs: queue.Queue[tuple[GenerationJob, Emit, threading.Event] | None] = queue.Queue()
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
 
@@ -106,14 +140,31 @@ class Engine:
 
     def submit(self, job: GenerationJob, emit: Emit, cancel: threading.Event | None = None) -> threading.Event:
         """Queue ``job``; set the returned event (``cancel`` if given) to cancel it, before or while it runs."""
-        self.start()
         cancel = cancel if cancel is not None else threading.Event()
-        self._jobs.put((job, emit, cancel))
+        self.submit_all([(job, emit, cancel)])
         return cancel
+
+    def submit_all(self, items: list[tuple[GenerationJob, Emit, threading.Event]]) -> None:
+        """Queue every job of one request, or none: ``QueueFullError`` when they do not all fit."""
+        self.start()
+        with self._waiting_lock:
+            if self._waiting + len(items) > self.max_queued_jobs:
+                raise QueueFullError(self._waiting, self.max_queued_jobs, self._retry_after_s())
+            self._waiting += len(items)
+            for item in items:
+                self._jobs.put(item)
+
+    def _retry_after_s(self) -> int:
+        """Seconds until the queue has drained a while: the waiting jobs times the recent mean job time."""
+        recent = [record.seconds for record in list(self.history)[-32:]]
+        mean = sum(recent) / len(recent) if recent else 1.0
+        return max(1, min(60, math.ceil(self._waiting * mean)))
 
     def _work(self) -> None:
         while (item := self._jobs.get()) is not None:
             job, emit, cancel = item
+            with self._waiting_lock:
+                self._waiting -= 1
             if self._closing.is_set():
                 cancel.set()
             try:
@@ -124,7 +175,7 @@ class Engine:
                 emit(exc)
 
     def _run(self, job: GenerationJob, emit: Emit, cancel: threading.Event) -> JobRecord:
-        count, finish = 0, None
+        count, finish, start = 0, None, time.perf_counter()
         with ExitStack() as stack:
             reader: AttachedReadout | None = None
             if self.artifact is not None and (job.readout or job.options.steer):
@@ -133,4 +184,4 @@ class Engine:
             for step in generate(self.loaded, job.prompt_ids, job.sampling, reader=reader, cancelled=stopped):
                 count, finish = count + 1, step.finish_reason
                 emit(step)
-        return JobRecord(len(job.prompt_ids), count, finish, finish is None)
+        return JobRecord(len(job.prompt_ids), count, finish, finish is None, time.perf_counter() - start)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 import threading
@@ -13,17 +12,11 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from amygdala.errors import AmygdalaError
+from amygdala.http_auth import is_loopback
 from amygdala.ports import bind_error
 from amygdala.serve.engine import ServeOptions
 
 logger = logging.getLogger(__name__)
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 class ServeAddressError(AmygdalaError):
@@ -45,7 +38,7 @@ def serve_forever(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000, op
     import uvicorn
 
     check_address(host, port)
-    if open_access and not _is_loopback(host):
+    if open_access and not is_loopback(host):
         logger.warning("serving on %s without an API key: anyone who can reach it can use the model", host)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
@@ -66,12 +59,12 @@ def serve_model(model: str, vectors: Path | None, options: ServeOptions, *, mani
     if artifact is not None:
         check_options(artifact, ReadoutOptions(steer=options.steer, steer_layers=options.steer_layers))
     loaded = load_model(model, dtype=dtype, device=device)
+    engine = Engine(loaded, artifact, max_queued_jobs=options.max_queued_jobs)  # refuses a misfit, before binding
     announce(f"serving {loaded.model_id} as {options.model_name!r} on http://{host}:{port}/v1 "
              + (f"with {len(artifact.concepts)} concepts x layers {list(artifact.layers)}" if artifact
                 else "without vectors (no readout)")
              + (f"; live page on http://{host}:{port}/ui" if options.ui else ""))
-    serve_forever(create_app(Engine(loaded, artifact), options), host=host, port=port,
-                  open_access=options.api_key is None)
+    serve_forever(create_app(engine, options), host=host, port=port, open_access=options.api_key is None)
 
 
 @contextmanager

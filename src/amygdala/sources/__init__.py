@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from amygdala.errors import AmygdalaError
@@ -75,13 +75,17 @@ class MemorySource:
     file: Path | None = None
     url: str | None = None
     command: str | None = None
+    #: Bearer key sent to ``url`` (e.g. ``amygdala memory-serve --api-key``); never shown in a repr.
+    api_key: str | None = field(default=None, repr=False)
 
     def check(self) -> None:
-        """Raise ``SourceError`` when more than one source is given."""
+        """Raise ``SourceError`` when more than one source is given, or a key without a URL."""
         given = [flag for flag, value in (("--memory-file", self.file), ("--memory-mcp-url", self.url),
                                           ("--memory-mcp-command", self.command)) if value is not None]
         if len(given) > 1:
             raise SourceError(f"give one memory source, not {' and '.join(given)}")
+        if self.api_key is not None and self.url is None:
+            raise SourceError("--memory-mcp-api-key is sent to --memory-mcp-url only: give the URL, or drop the key")
 
 
 def read_memory(source: MemorySource = MemorySource()) -> MemoryGraph:
@@ -90,7 +94,7 @@ def read_memory(source: MemorySource = MemorySource()) -> MemoryGraph:
     if source.url is not None or source.command is not None:
         from amygdala.sources.mcp_client import read_mcp_memory
 
-        return read_mcp_memory(url=source.url, command=source.command)
+        return read_mcp_memory(url=source.url, command=source.command, api_key=source.api_key)
     from amygdala.sources.graph_file import bundled_sample_path, read_memory_file
 
     if source.file is None:

@@ -143,16 +143,39 @@ def _stdio_target(command: str, errlog: TextIO) -> Any:
     return stdio_client(params, errlog=errlog)
 
 
+_HTTP_HINTS = {401: "the server wants an API key: pass --memory-mcp-api-key (or AMYGDALA_MEMORY_API_KEY)",
+               403: "the server refused this client's Origin", 421: "the server does not accept this host name "
+               "(memory-serve --allowed-host adds one)"}
+
+
+def _http_target(url: str, api_key: str | None, refusals: list[int]) -> Any:
+    """The streamable HTTP transport to ``url``, sending ``Authorization: Bearer <api_key>`` when given; HTTP
+    refusals (401, 403, 421) are noted in ``refusals``, since the SDK reports them only as "an error response"."""
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def note(response: Any) -> None:
+        if response.status_code in _HTTP_HINTS:
+            refusals.append(response.status_code)
+
+    client = httpx2.AsyncClient(headers={"Authorization": f"Bearer {api_key}"} if api_key else None,
+                                timeout=httpx2.Timeout(30.0, read=300.0),  # the SDK's own defaults
+                                event_hooks={"response": [note]})
+    return streamable_http_client(url, http_client=client)
+
+
 def read_mcp_memory(*, url: str | None = None, command: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
-                    page_size: int = DEFAULT_PAGE_SIZE) -> MemoryGraph:
-    """Read an MCP memory server at a streamable HTTP ``url`` or started with a stdio ``command``, its log resolved."""
+                    page_size: int = DEFAULT_PAGE_SIZE, api_key: str | None = None) -> MemoryGraph:
+    """Read an MCP memory server at a streamable HTTP ``url`` (``api_key``: sent as a bearer token, e.g. to
+    ``amygdala memory-serve --api-key``) or started with a stdio ``command``, its log resolved."""
     if (url is None) == (command is None):
         raise SourceError("give exactly one MCP memory server: a URL (--memory-mcp-url) or a command "
                           "(--memory-mcp-command)")
     where = f"MCP memory server {url}" if url is not None else f"MCP memory server command {command!r}"
     log = NodeLog()
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as errlog:
-        target = url if url is not None else _stdio_target(str(command), errlog)
+        refusals: list[int] = []
+        target = _http_target(url, api_key, refusals) if url is not None else _stdio_target(str(command), errlog)
 
         async def run() -> None:
             with anyio.fail_after(timeout_s):
@@ -162,16 +185,19 @@ def read_mcp_memory(*, url: str | None = None, command: str | None = None, timeo
             anyio.run(run)
         except Exception as exc:  # noqa: BLE001 - every transport/protocol failure becomes one SourceError
             stderr = errlog if command is not None else None
-            hint = ("" if isinstance(_innermost(exc), _ToolFailure) else "; check that the server is running there"
-                    if url is not None else "; check that this command starts an MCP memory server on stdio")
+            hint = ("" if isinstance(_innermost(exc), _ToolFailure) else
+                    f" (HTTP {refusals[-1]}): {_HTTP_HINTS[refusals[-1]]}" if refusals else
+                    "; check that the server is running there" if url is not None else
+                    "; check that this command starts an MCP memory server on stdio")
             raise SourceError(f"cannot read the memory graph from {where}: {_reason(exc, stderr)}{hint}") from exc
     return log.graph(where)
 
 
 def read_mcp_graph(*, url: str | None = None, command: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
-                   page_size: int = DEFAULT_PAGE_SIZE) -> list[MemoryNode]:
+                   page_size: int = DEFAULT_PAGE_SIZE, api_key: str | None = None) -> list[MemoryNode]:
     """The current nodes of an MCP memory server (``read_mcp_memory`` without the counts)."""
-    return list(read_mcp_memory(url=url, command=command, timeout_s=timeout_s, page_size=page_size).nodes)
+    return list(read_mcp_memory(url=url, command=command, timeout_s=timeout_s, page_size=page_size,
+                                api_key=api_key).nodes)
 
 
 __all__ = ["LIST_NODES_TOOL", "READ_GRAPH_TOOL", "read_mcp_graph", "read_mcp_memory"]
