@@ -24,10 +24,10 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
-from forward_timing import Timing, bare_forward, log
-from random_models import build_random_model, forward_flops, matmul_peak_tflops, synthetic_examples
 
 from amygdala.training import TrainOptions, default_target_layers, train
+from forward_timing import Timing, bare_forward, log
+from random_models import build_random_model, forward_flops, matmul_peak_tflops, synthetic_examples
 
 
 def _synchronized(device: torch.device, action: Callable[[], object]) -> Callable[[], object]:

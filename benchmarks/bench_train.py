@@ -23,14 +23,13 @@ import re
 import resource
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
-from amygdala.capture import encode_texts
 from amygdala.artifact import ReadoutArtifact
+from amygdala.capture import encode_texts
 from amygdala.examples import Example
 from amygdala.models import LoadedModel, canonical_dtype, load_model
 from amygdala.training import CAA_RECIPE, TrainOptions, train, training_texts

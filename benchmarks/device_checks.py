@@ -28,11 +28,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from random_models import build_random_model, synthetic_examples  # noqa: E402
-
 from amygdala.artifact import ReadoutArtifact, save_artifact  # noqa: E402
 from amygdala.models import LoadedModel  # noqa: E402
 from amygdala.training import TrainOptions, train  # noqa: E402
+from random_models import build_random_model, synthetic_examples  # noqa: E402
 
 
 def _on(cpu_model: LoadedModel, device: str, dtype: str) -> LoadedModel:

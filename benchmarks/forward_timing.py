@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from amygdala.capture import batch_inputs, capture_residuals, encode_texts, truncated_forward
 from amygdala.batching import Batching, padded_tokens, plan_batches
+from amygdala.capture import batch_inputs, capture_residuals, encode_texts, truncated_forward
 from amygdala.models import LoadedModel
 
 

@@ -9,8 +9,15 @@ import sys
 
 import torch
 
-from amygdala.distributed import (DistributedError, World, check_same_inputs, join, leave, sum_in_rank_order,
-                                  world_from_env)
+from amygdala.distributed import (
+    DistributedError,
+    World,
+    check_same_inputs,
+    join,
+    leave,
+    sum_in_rank_order,
+    world_from_env,
+)
 
 
 def rank_tensors(rank: int) -> list[torch.Tensor]:
