@@ -43,7 +43,7 @@ def bare_forward(loaded: LoadedModel, texts: Sequence[str], layers: Sequence[int
                  batch_tokens: int | None = None) -> BareForward:
     ids = encode_texts(loaded.tokenizer, texts)
     order = sorted(range(len(texts)), key=lambda index: (len(ids[index]), texts[index]))
-    plan = plan_batches(order, [len(row) for row in ids], Batching(batch_size, batch_tokens))
+    plan = plan_batches(order, [len(row) for row in ids], Batching(batch_size, batch_tokens).for_device(loaded.device.type))
     batches = [batch_inputs([ids[index] for index in batch], loaded.tokenizer.pad_token_id,
                             loaded.tokenizer.padding_side, loaded.device) for batch in plan]
 

@@ -22,39 +22,40 @@ DEFAULT_GPU_BATCH_TOKENS = 8192
 
 @dataclass(frozen=True)
 class Batching:
-    """How texts are grouped into forward passes (at least one of the two caps is set)."""
+    """How texts are grouped into forward passes. Both caps None: the device's default (``for_device``)."""
 
-    batch_size: int | None = DEFAULT_CPU_BATCH_SIZE
-    """Most texts per forward pass; None: no count cap (only ``batch_tokens``)."""
+    batch_size: int | None = None
+    """Most texts per forward pass; None: no count cap (unless both are None)."""
     batch_tokens: int | None = None
-    """Most padded tokens (texts x longest text) per forward pass; None: no token cap."""
+    """Most padded tokens (texts x the longest text) per forward pass; None: no token cap."""
 
     def problems(self) -> list[str]:
         """What is wrong with these caps (empty when nothing), for callers that collect problems."""
         problems = []
-        if self.batch_size is None and self.batch_tokens is None:
-            problems.append("give a batch size or a token budget per batch (--batch-size / --batch-tokens)")
         if self.batch_size is not None and self.batch_size < 1:
             problems.append(f"batch_size {self.batch_size} must be >= 1")
         if self.batch_tokens is not None and self.batch_tokens < 1:
             problems.append(f"batch_tokens {self.batch_tokens} must be >= 1")
         return problems
 
+    def for_device(self, device_type: str) -> Batching:
+        """These caps, or the default of ``device_type`` when neither is set: a token budget on a GPU (big
+        batches keep its matmul units busy), 8 texts on a CPU (no gain from more, and less memory)."""
+        if self.batch_size is not None or self.batch_tokens is not None:
+            return self
+        if device_type == "cpu":
+            return Batching(batch_size=DEFAULT_CPU_BATCH_SIZE)
+        return Batching(batch_tokens=DEFAULT_GPU_BATCH_TOKENS)
+
     def describe(self) -> str:
-        caps = [f"{self.batch_size} texts" if self.batch_size else "", f"{self.batch_tokens} padded tokens"
-                if self.batch_tokens else ""]
+        caps = [f"{self.batch_size} texts" if self.batch_size else "",
+                f"{self.batch_tokens} padded tokens" if self.batch_tokens else ""]
         return "batches of at most " + " and ".join(cap for cap in caps if cap)
-
-
-def default_batching(device_type: str) -> Batching:
-    """On a GPU a token budget (big batches keep the matmuls busy); on a CPU 8 texts (no gain from more)."""
-    if device_type == "cpu":
-        return Batching(batch_size=DEFAULT_CPU_BATCH_SIZE)
-    return Batching(batch_size=None, batch_tokens=DEFAULT_GPU_BATCH_TOKENS)
 
 
 def plan_batches(order: Sequence[int], lengths: Sequence[int], batching: Batching) -> list[list[int]]:
     """Cut ``order`` (indices into ``lengths``, sorted by length ascending) into consecutive batches."""
+    assert batching.batch_size is not None or batching.batch_tokens is not None, "resolve with for_device first"
     batches: list[list[int]] = []
     current: list[int] = []
     longest = 0

@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
@@ -98,6 +99,22 @@ def leave() -> None:
         dist.destroy_process_group()
 
 
+@contextmanager
+def joined(world: World, device: torch.device) -> Iterator[None]:
+    """In the process group for the duration of a command (nothing to do in a single process)."""
+    join(world, device)
+    try:
+        yield
+    finally:
+        leave()
+
+
+def barrier(world: World) -> None:
+    """Wait until every rank gets here (nothing to wait for in a single process)."""
+    if world.is_parallel:
+        dist.barrier()
+
+
 def sum_in_rank_order(world: World, tensors: Sequence[torch.Tensor], *,
                       chunk_bytes: int = _CHUNK_BYTES) -> list[torch.Tensor]:
     """Each tensor summed over the ranks in the fixed order 0, 1, ..., N-1; the sums on every rank.
@@ -116,15 +133,23 @@ def _sum_one(world: World, tensor: torch.Tensor, chunk_bytes: int) -> torch.Tens
         return tensor.clone()
     out = torch.empty_like(flat)
     step = max(1, chunk_bytes // flat.element_size())
+    wire = _wire_device(tensor.device)
     for start in range(0, flat.numel(), step):
-        part = flat[start:start + step]
+        part = flat[start:start + step].to(wire)
         gathered = [torch.empty_like(part) for _ in range(world.world_size)]
         dist.all_gather(gathered, part)
         total = gathered[0].clone()
         for other in gathered[1:]:
             total += other
-        out[start:start + step] = total
+        out[start:start + step] = total.to(out.device)
     return out.reshape(tensor.shape)
+
+
+def _wire_device(device: torch.device) -> torch.device:
+    """NCCL moves only GPU tensors: CPU tensors travel through this rank's GPU; gloo takes them as they are."""
+    if dist.get_backend() == "nccl" and device.type != "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def check_same_inputs(world: World, what: str, fields: Mapping[str, object]) -> None:
