@@ -168,7 +168,7 @@ def _int_list(value: str) -> list[int]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run with a few examples")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available, else cpu)")
     parser.add_argument("--dtype", default=None, help="forward dtype (default: bfloat16 on a GPU, float32 on a CPU)")

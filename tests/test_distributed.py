@@ -1,4 +1,5 @@
-"""torch.distributed helpers, run for real: 2 processes on gloo launched by torchrun."""
+"""torch.distributed helpers and the data-parallel commands, run for real: 2 CPU processes on gloo, launched by
+torchrun and by accelerate launch, on the embedded model."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from amygdala.distributed import SINGLE, DistributedError, World, rank_device, sum_in_rank_order, world_from_env
+from amygdala.models import LoadedModel
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 sys.path.insert(0, str(WORKER.parent))
@@ -78,3 +80,101 @@ def test_check_same_inputs_names_the_rank_given_other_data(two_ranks: dict) -> N
     assert two_ranks["differ_error"] == (
         "rank(s) [1] were given other training data than rank 0: every rank must run the same command on the "
         "same files")
+
+
+# ---- The commands, data-parallel for real: 2 CPU processes (gloo) on the embedded Gemma 3 270M ----------------
+
+EMOTIONS = ("warmth", "clarity", "anxious")
+
+
+def _launch(launcher: list[str], command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run([sys.executable, "-m", *launcher, *command], capture_output=True, text=True,
+                          timeout=900, env=env, cwd=cwd)
+
+
+TORCHRUN = ["torch.distributed.run", "--standalone", "--nproc-per-node=2", "--no-python"]
+ACCELERATE = ["accelerate.commands.launch", "--multi_gpu", "--num_processes=2", "--num_machines=1",
+              "--mixed_precision=no", "--dynamo_backend=no", "--no_python"]
+
+
+@pytest.fixture(scope="module")
+def examples_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small extract of the bundled sample: 3 emotions, at most 24 examples each (about 60 unique texts)."""
+    from amygdala.examples import ExtractOptions
+    from amygdala.extraction import extract
+    from amygdala.sources.graph_file import bundled_sample_path, read_graph_file
+
+    folder = tmp_path_factory.mktemp("dp") / "examples"
+    extract(read_graph_file(bundled_sample_path()), ExtractOptions(emotions=EMOTIONS, max_examples_per_emotion=24),
+            folder, "bundled sample", force=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def single_and_parallel(examples_dir: Path, gemma: LoadedModel) -> tuple[Path, Path, str]:
+    """The same training run in one process and under ``torchrun --nproc-per-node 2`` (the real CLI)."""
+    from amygdala.pipeline import train_files
+
+    root = examples_dir.parent
+    train_files(examples_dir, root / "single" / "readout.safetensors", model=gemma)
+    done = _launch(TORCHRUN, ["amygdala", "train", "--training-data-dir", str(examples_dir), "--output",
+                              str(root / "parallel" / "readout.safetensors"), "--no-progress"], root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root / "single" / "readout.safetensors", root / "parallel" / "readout.safetensors", done.stdout
+
+
+@pytest.mark.slow
+def test_torchrun_train_equals_a_single_process_run(single_and_parallel: tuple[Path, Path, str]) -> None:
+    from amygdala.artifact import load_artifact
+
+    single, parallel, stdout = single_and_parallel
+    one, two = load_artifact(single), load_artifact(parallel)
+    assert (one.concepts, one.layers) == (two.concepts, two.layers)
+    for layer in one.layers:
+        cosines = torch.nn.functional.cosine_similarity(one.vectors[layer].double(), two.vectors[layer].double(),
+                                                        dim=1)
+        assert cosines.min() >= 0.999999, (layer, cosines)
+    manifests = [json.loads(path.with_suffix(".json").read_text()) for path in (single, parallel)]
+    assert manifests[1]["training"].pop("world_size") == 2 and "world_size" not in manifests[0]["training"]
+    manifests[0].pop("vectors_sha256"), manifests[1].pop("vectors_sha256")
+    calibrations = [manifest.pop("calibration") for manifest in manifests]
+    assert manifests[0] == manifests[1], "the manifest differs only in the world size (and float rounding)"
+    for key, table in calibrations[0].items():
+        for name in ("mean", "std"):
+            torch.testing.assert_close(torch.tensor(calibrations[1][key][name]), torch.tensor(table[name]))
+    assert stdout.count("trained 3 concepts") == 1, "rank 0 alone reports"
+    assert "data-parallel over 2 ranks" in stdout and "forward on cpu" in stdout
+
+
+@pytest.mark.slow
+def test_accelerate_launch_eval_equals_a_single_process_eval(examples_dir: Path, gemma: LoadedModel,
+                                                             single_and_parallel: tuple[Path, Path, str]) -> None:
+    from amygdala.pipeline import evaluate_files
+
+    single, _, _ = single_and_parallel
+    root = examples_dir.parent
+    alone = evaluate_files(single, examples_dir, root / "report-single", model=gemma, n_texts=1)
+    done = _launch(ACCELERATE, ["amygdala", "eval", "--vectors", str(single), "--training-data-dir",
+                                str(examples_dir), "--report-dir", str(root / "report-parallel"), "--no-progress"],
+                   root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((root / "report-parallel" / "report.json").read_text())
+    summary = alone.evaluation.summary()
+    for name in ("mean_auroc", "min_auroc", "top1", "top3", "mean_stability", "n_heldout_texts"):
+        assert report["summary"][name] == pytest.approx(summary[name], abs=1e-6), name
+    assert done.stdout.count("report: ") == 1, "rank 0 alone writes and reports"
+
+
+@pytest.mark.slow
+def test_a_failing_rank_fails_the_whole_run_without_an_artifact(examples_dir: Path) -> None:
+    """Rank 1 cannot load its model (as on a node without the weights): the run fails with rank 1's one-line
+    error, rank 0 is stopped while it waits for rank 1, and nothing is written."""
+    root = examples_dir.parent / "failing"
+    root.mkdir()
+    train = f"amygdala train --training-data-dir {examples_dir} --output {root / 'readout.safetensors'} --no-progress"
+    script = f'if [ "$RANK" = 1 ]; then exec {train} --model {root / "missing"}; else exec {train}; fi'
+    done = _launch(TORCHRUN, ["bash", "-c", script], root)
+    assert done.returncode != 0
+    assert f"amygdala: error: [rank 1 of 2] model '{root / 'missing'}' does not exist" in done.stderr
+    assert list(root.iterdir()) == []

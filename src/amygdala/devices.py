@@ -6,10 +6,11 @@ from __future__ import annotations
 import torch
 
 from amygdala.distributed import SINGLE, World, rank_device
+from amygdala.errors import AmygdalaError
 from amygdala.models import DtypeName, canonical_dtype
 
 
-class DeviceError(ValueError):
+class DeviceError(AmygdalaError):
     """The requested device does not exist here."""
 
 

@@ -25,11 +25,13 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
+from amygdala.errors import AmygdalaError
+
 T = TypeVar("T")
 _CHUNK_BYTES = 64 << 20  # all_gather holds world_size chunks of this size at once, whatever the tensor's size
 
 
-class DistributedError(RuntimeError):
+class DistributedError(AmygdalaError):
     """The ranks of a data-parallel run disagree, or the launch environment is unusable."""
 
 
