@@ -13,18 +13,25 @@ budget), alternated and best of ``--repeats``:
   real tokens / seconds / the peak), goal >= 0.55 for the bare forward.
 
 The peak is ``--peak-tflops`` or, when not given, a dense matmul measured in the same dtype on the same device.
+
+Also, once: ``pool_only_s`` (``iter_pooled`` alone at the first batching, no statistics: what the statistics,
+directions and calibration add on top is ``train_s - pool_only_s``), and ``auto_layers`` (``train`` with
+``--target-layers auto:4``: every layer pooled once and scored one at a time on the device; its seconds and, on a
+GPU, the peak device memory it takes beyond the model's weights).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import json
 import platform
 import time
 from collections.abc import Callable, Sequence
 
 import torch
 
+from amygdala.layer_selection import AutoLayers
+from amygdala.pooling import PoolingSpec, iter_pooled
 from amygdala.training import TrainOptions, default_target_layers, train
 from forward_timing import Timing, bare_forward, log
 from random_models import build_random_model, forward_flops, matmul_peak_tflops, synthetic_examples
@@ -42,11 +49,8 @@ def _synchronized(device: torch.device, action: Callable[[], object]) -> Callabl
 
 
 def _batchings(args: argparse.Namespace) -> list[dict[str, int | None]]:
-    batchings: list[dict[str, int | None]] = [{"batch_size": size, "batch_tokens": None} for size in args.batch_sizes]
-    if args.batch_tokens and "batch_tokens" not in {f.name for f in dataclasses.fields(TrainOptions)}:
-        log("this amygdala has no batch_tokens option: token budgets skipped")
-        return batchings
-    return batchings + [{"batch_size": None, "batch_tokens": tokens} for tokens in args.batch_tokens]
+    return ([{"batch_size": size, "batch_tokens": None} for size in args.batch_sizes]
+            + [{"batch_size": None, "batch_tokens": tokens} for tokens in args.batch_tokens])
 
 
 def _label(batching: dict[str, int | None]) -> str:
@@ -66,6 +70,37 @@ def _measure(loaded: object, examples: Sequence[object], texts: Sequence[str], l
     return {"bare_s": round(bare.wall, 3), "train_s": round(ours.wall, 3),
             "train_over_bare": round(ours.wall / bare.wall, 3), "batches": forward.n_batches,
             "padded_tokens": forward.padded_tokens}
+
+
+def _pool_only(loaded: object, texts: Sequence[str], layers: tuple[int, ...],
+               batching: dict[str, int | None]) -> float:
+    """Seconds of ``iter_pooled`` alone (the forwards and the pooling; nothing summed), one run."""
+    def run() -> None:
+        for _ in iter_pooled(loaded, texts, layers, PoolingSpec(), **batching):
+            pass
+
+    timing = Timing()
+    timing.run(_synchronized(loaded.device, run))
+    return round(timing.wall, 3)
+
+
+def _auto_layers(loaded: object, examples: Sequence[object]) -> dict[str, object]:
+    """``train`` with automatic layers: seconds, the chosen layers, and the device memory beyond the weights."""
+    device = loaded.device
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+    start = time.perf_counter()
+    artifact = train(loaded, list(examples), TrainOptions(target_layers=AutoLayers(k=4)))
+    seconds = time.perf_counter() - start
+    result: dict[str, object] = {"seconds": round(seconds, 2), "chosen": list(artifact.layers),
+                                 "pooled_cpu_gib": round(len({e.text for e in examples}) * loaded.n_layers
+                                                         * loaded.hidden_size * 4 / 2**30, 3)}
+    if device.type == "cuda":
+        result["peak_beyond_weights_gib"] = round((torch.cuda.max_memory_allocated(device) - before) / 2**30, 3)
+        result["weights_gib"] = round(before / 2**30, 2)
+    return result
 
 
 def _rates(run: dict[str, float], tokens: int, flops: float, peak_tflops: float) -> dict[str, float]:
@@ -109,12 +144,19 @@ def run_random_model(args: argparse.Namespace) -> dict[str, object]:
     for batching in _batchings(args):
         run = _measure(loaded, data.examples, data.texts, layers, batching, args)
         runs[_label(batching)] = _rates(run, data.tokens, flops, peak)
+        # A JSON line per batching as it completes: a run cut short by a time limit still reports these.
+        print(json.dumps({"partial": _label(batching), **runs[_label(batching)]}), flush=True)
+    first = _batchings(args)[0]
+    pool_only = _pool_only(loaded, data.texts, layers, first)
+    log(f"{_label(first)}: iter_pooled alone {pool_only:.2f} s")
+    auto = _auto_layers(loaded, data.examples) if args.auto_layers else None
+    log(f"auto layers: {auto}")
     worst_ratio = max(run["train_over_bare"] for run in runs.values())
     least_mfu = min(run["bare_mfu"] for run in runs.values())
     return {"model": loaded.model_id, "device": str(loaded.device), "dtype": args.dtype,
             "train_over_bare_max": worst_ratio, "bare_mfu_min": least_mfu,
             "goals_met": {"train_over_bare<=1.05": worst_ratio <= 1.05, "bare_mfu>=0.55": least_mfu >= 0.55},
-            "runs": runs,
+            "runs": runs, "pool_only_s": {_label(first): pool_only}, "auto_layers": auto,
             "details": {"unique_texts": len(data.texts), "tokens": data.tokens, "layers": list(layers),
                         "n_layers": loaded.n_layers, "hidden_size": loaded.hidden_size,
                         "forward_tflop": round(flops / 1e12, 2), "peak_tflops": float(f"{peak:.4g}"),

@@ -180,6 +180,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="with --random-model: the peak for MFU (default: a dense matmul measured here)")
     parser.add_argument("--texts", type=int, default=496, help="with --random-model: unique synthetic texts")
+    parser.add_argument("--no-auto-layers", dest="auto_layers", action="store_false",
+                        help="with --random-model: skip the --target-layers auto run (time, device memory)")
     parser.add_argument("--mean-tokens", type=float, default=107.4, help="with --random-model: mean tokens per text")
     parser.add_argument("--concepts", type=int, default=12)
     parser.add_argument("--pairs", type=int, default=16, help="positive/negative pairs per concept")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Everything a short GPU slot should run, in about 4-5 minutes on one H200: the device checks, then the train
-# benchmark at Qwen3-8B's and Qwen3-32B's shapes (random weights, bf16). Each step runs in its own process under
-# a timeout, so one failure or hang loses nothing else. One JSON line per step goes to stdout and to
-# $OUT/gpu_session.jsonl; each step's full stdout/stderr stays in $OUT/<step>.out / .err.
+# Everything a short GPU slot should run, about 4 minutes on one H200 and at most 6 (the sum of the step limits:
+# 30 + 90 + 90 + 150 s): the device checks, then the train benchmark at Qwen3-8B's and Qwen3-32B's shapes (random
+# weights, bf16). Each step runs in its own process under a timeout, so one failure or hang loses nothing else.
+# One JSON line per step goes to stdout and to $OUT/gpu_session.jsonl (a benchmark cut short reports its last
+# finished batching); each step's full stdout/stderr stays in $OUT/<step>.out / .err.
 #
 #   OUT=/some/dir bash benchmarks/gpu_session.sh            # from the repository root (no install needed)
 #   SESSION_DEVICE=cpu SESSION_MODELS=tiny bash benchmarks/gpu_session.sh   # the same script, tried on a CPU
@@ -40,7 +41,7 @@ print(json.dumps(step), flush=True)
 EOF
 }
 
-step environment 60 "$PYTHON" -c "
+step environment 30 "$PYTHON" -c "
 import json, platform, torch, transformers
 cuda = torch.cuda.is_available()
 print(json.dumps({'python': platform.python_version(), 'torch': torch.__version__,
@@ -50,9 +51,9 @@ print(json.dumps({'python': platform.python_version(), 'torch': torch.__version_
 step checks 90 "$PYTHON" benchmarks/device_checks.py --device "$DEVICE"
 for model in $MODELS; do
   case $model in
-    qwen3-32b) limit=210 ;;
-    qwen3-8b) limit=120 ;;
-    *) limit=120 ;;
+    qwen3-32b) limit=150 ;;
+    qwen3-8b) limit=90 ;;
+    *) limit=90 ;;
   esac
   step "bench_train_$model" "$limit" "$PYTHON" benchmarks/bench_train.py --device "$DEVICE" --random-model "$model"
 done

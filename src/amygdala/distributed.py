@@ -88,11 +88,13 @@ def join(world: World, device: torch.device, timeout_minutes: float = 30.0) -> N
     """Join the process group (NCCL on GPUs, gloo otherwise) unless single or already joined."""
     if not world.is_parallel or dist.is_initialized():
         return
-    if device.type == "cuda":
+    timeout = timedelta(minutes=timeout_minutes)
+    if device.type == "cuda":  # NCCL, bound to this rank's GPU from the start
         torch.cuda.set_device(device)
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, rank=world.rank, world_size=world.world_size,
-                            timeout=timedelta(minutes=timeout_minutes))
+        dist.init_process_group("nccl", rank=world.rank, world_size=world.world_size, timeout=timeout,
+                                device_id=device)
+    else:
+        dist.init_process_group("gloo", rank=world.rank, world_size=world.world_size, timeout=timeout)
 
 
 def leave() -> None:
