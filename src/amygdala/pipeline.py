@@ -38,7 +38,6 @@ from amygdala.outputs import check_output_file, output_lock
 from amygdala.pooling import Pooling, PoolingError, PoolingSpec
 from amygdala.readout import ReadoutOptions, TextReadout, check_options, read_texts
 from amygdala.readout_view import InputText, parse_input_lines, readout_record, write_html, write_jsonl
-from amygdala.report import REPORT_HTML, REPORT_JSON, example_texts, write_report
 from amygdala.training import TrainOptions, train
 
 ModelSource = str | LoadedModel
@@ -112,6 +111,8 @@ class EvalRun:
 
 def _eval_texts(texts: Path | None, examples: list[Example], count: int) -> list[tuple[str, str]]:
     """(label, text) pairs to read out token by token: the ``texts`` file, else a few held-out positives."""
+    from amygdala.report import example_texts  # the report (and matplotlib) only where a stage needs it
+
     if texts is None:
         return example_texts(examples, count)
     with texts.open(encoding="utf-8") as handle:
@@ -128,6 +129,8 @@ def evaluate_files(vectors: Path, training_data_dir: Path, report_dir: Path, opt
 
     ``pooling`` / ``skip_tokens`` override the trained pooling spec (``options.pooling`` None: as trained);
     ``dtype`` None: the trained forward dtype."""
+    from amygdala.report import REPORT_HTML, REPORT_JSON, write_report
+
     world = world_from_env() if world is None else world
     check_output_file(Path(report_dir) / REPORT_JSON, Path(report_dir) / REPORT_HTML)  # before any model work
     artifact = load_artifact(vectors, manifest)

@@ -55,7 +55,6 @@ def train_command(
     from amygdala.directions import MethodName
     from amygdala.pipeline import train_files
     from amygdala.pooling import Pooling, PoolingSpec
-    from amygdala.report import curve_table
     from amygdala.training import TrainOptions
 
     layers = options.parse_target_layers(target_layers)
@@ -71,6 +70,8 @@ def train_command(
     if not run.world.is_main:  # rank 0 reports for the whole data-parallel run
         return
     if run.artifact.record is not None and run.artifact.record.layer_curve is not None:
+        from amygdala.report import curve_table
+
         Console().print(curve_table(run.artifact.record.layer_curve))
     typer.echo(_summary(run))
 
