@@ -24,6 +24,7 @@ z-scored by ``readout.project_pooled``, the projection the offline readout and t
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -35,7 +36,7 @@ import torch
 from amygdala.activation_cache import ActivationCache
 from amygdala.artifact import ReadoutArtifact, check_fits_model
 from amygdala.directions import DEFAULT_METHOD, DIRECTION_METHODS, fit_directions, stats_device
-from amygdala.distributed import SINGLE, World
+from amygdala.distributed import SINGLE, World, check_same_inputs
 from amygdala.errors import AmygdalaError
 from amygdala.examples import Example
 from amygdala.metrics import (
@@ -242,6 +243,10 @@ def evaluate(loaded: LoadedModel, artifact: ReadoutArtifact, examples: Sequence[
     concepts, layers = artifact.concepts, artifact.layers
     heldout, train = (labelled_texts(examples, concepts, split) for split in ("heldout", "train"))
     _check_inputs(artifact, heldout, train, options)
+    check_same_inputs(world, "examples, vectors, model or options", {
+        "texts": hashlib.sha256("\n".join(heldout.texts + train.texts).encode()).hexdigest(),
+        "vectors": [artifact.concepts, artifact.layers], "model": loaded.fingerprint,
+        "options": [repr(options.spec), options.batch_size, options.batch_tokens]})
     pooled = pool_texts(loaded, heldout.texts + train.texts, layers, options.spec, batch_size=options.batch_size,
                         batch_tokens=options.batch_tokens, progress=options.progress, world=world,
                         cache=ActivationCache(options.cache_dir) if options.cache_dir else None)

@@ -153,12 +153,13 @@ def evaluate_files(vectors: Path, training_data_dir: Path, report_dir: Path, opt
 
 @dataclass(frozen=True)
 class ReadoutRun:
-    """What ``read_out_files`` read and wrote."""
+    """What ``read_out_files`` read and wrote, and on which device."""
 
     artifact: ReadoutArtifact
     items: tuple[InputText, ...]
     readouts: tuple[TextReadout, ...]
     spec: PoolingSpec
+    device: str = "cpu"
 
 
 def read_input(source: str) -> list[InputText]:
@@ -189,4 +190,4 @@ def read_out_files(vectors: Path, source: str, output: Path, options: ReadoutOpt
                          for item, readout in zip(items, readouts, strict=True)])
     if html is not None:
         write_html(html, list(zip(items, readouts, strict=True)), artifact, zscore=options.zscore)
-    return ReadoutRun(artifact, tuple(items), tuple(readouts), spec)
+    return ReadoutRun(artifact, tuple(items), tuple(readouts), spec, describe(loaded.device))

@@ -48,7 +48,7 @@ def readout_command(
     shape = "per token" if per_token else f"{run.spec.pooling} pooling"
     typer.echo(f"read out {len(run.items)} texts ({tokens} tokens) x {len(run.artifact.concepts)} concepts x "
                f"{len(run.artifact.layers)} layers {list(run.artifact.layers)}, {shape}{', z-scored' if zscore else ''} "
-               f"-> {output}" + (f", {html_path}" if html_path else ""))
+               f"-> {output}" + (f", {html_path}" if html_path else "") + f" (on {run.device})")
 
 
 @bench_app.command("readout", context_settings=options.PASS_THROUGH)
