@@ -21,6 +21,7 @@ import json
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -74,7 +75,7 @@ def readout_cost_ms(loaded: LoadedModel, artifact: ReadoutArtifact, repeats: int
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
     parser.add_argument("--vectors", default=None, help="A real readout.safetensors (default: random vectors).")
     parser.add_argument("--concepts", type=int, default=171)

@@ -23,25 +23,23 @@ import re
 import resource
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from amygdala.artifact import ReadoutArtifact
-from amygdala.capture import batch_inputs, capture_residuals, encode_texts, truncated_forward
+from amygdala.capture import encode_texts
 from amygdala.examples import Example
-from amygdala.models import LoadedModel, load_model
+from amygdala.models import LoadedModel, canonical_dtype, load_model
 from amygdala.training import CAA_RECIPE, TrainOptions, train, training_texts
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "amygdala" / "data" / "sample_graph.jsonl"
 TAG_LINE = re.compile(r"^\s*([A-Za-z][\w-]*:\d+(\.\d+)?\s*)+$")
 LAYERS = (7, 10, 12, 15)
 
-
-def log(message: str) -> None:
-    print(f"[bench train] {message}", file=sys.stderr, flush=True)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, also when run through runpy
+from forward_timing import Timing, bare_forward, log  # noqa: E402
 
 
 def _stable_rank(*parts: object) -> str:
@@ -107,34 +105,6 @@ def scaled_examples(examples: list[Example], factor: int) -> list[Example]:
                     e.split) for copy in range(factor) for e in examples]
 
 
-class Timing:
-    """Best (least) wall-clock and process-CPU seconds over repeated runs: other load only ever adds time."""
-
-    def __init__(self) -> None:
-        self.wall, self.cpu = float("inf"), float("inf")
-
-    def run(self, action: Callable[[], object]) -> object:
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = action()
-        self.wall = min(self.wall, time.perf_counter() - wall)
-        self.cpu = min(self.cpu, time.process_time() - cpu)
-        return result
-
-
-def bare_forward(loaded: LoadedModel, texts: Sequence[str], layers: Sequence[int], batch_size: int) -> Callable[[], None]:
-    """The same truncated forwards ``train`` runs (pre-tokenized, length-sorted), with nothing captured."""
-    ids = sorted(encode_texts(loaded.tokenizer, texts), key=len)
-    batches = [batch_inputs(ids[i:i + batch_size], loaded.tokenizer.pad_token_id, loaded.tokenizer.padding_side,
-                            loaded.device) for i in range(0, len(ids), batch_size)]
-
-    def run() -> None:
-        with capture_residuals(loaded.model, layers, lambda _layer, _hidden: None, stop_after_last=True):
-            for inputs in batches:
-                truncated_forward(loaded.model, **inputs)
-
-    return run
-
-
 def train_run(loaded: LoadedModel, examples: list[Example], layers: Sequence[int],
               batch_size: int) -> Callable[[], ReadoutArtifact]:
     return lambda: train(loaded, examples, TrainOptions(**CAA_RECIPE, target_layers=tuple(layers), batch_size=batch_size))
@@ -193,19 +163,40 @@ def measure_rss(factor: int, args: argparse.Namespace) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _int_list(value: str) -> list[int]:
+    return [int(part) for part in value.split(",") if part.strip()]
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=Path(__file__).name, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run with a few examples")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available, else cpu)")
+    parser.add_argument("--dtype", default=None, help="forward dtype (default: bfloat16 on a GPU, float32 on a CPU)")
+    parser.add_argument("--random-model", default=None, help="random weights at a real shape: "
+                        "qwen3-32b, qwen3-8b or tiny (bench_scale.py); default: the embedded Gemma on its sample")
+    parser.add_argument("--batch-sizes", type=_int_list, default=[8, 32], help="with --random-model: texts per batch")
+    parser.add_argument("--batch-tokens", type=_int_list, default=[8192],
+                        help="with --random-model: padded-token budgets per batch, measured after --batch-sizes")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="with --random-model: the peak for MFU (default: a dense matmul measured here)")
+    parser.add_argument("--texts", type=int, default=496, help="with --random-model: unique synthetic texts")
+    parser.add_argument("--no-auto-layers", dest="auto_layers", action="store_false",
+                        help="with --random-model: skip the --target-layers auto run (time, device memory)")
+    parser.add_argument("--mean-tokens", type=float, default=107.4, help="with --random-model: mean tokens per text")
     parser.add_argument("--concepts", type=int, default=12)
     parser.add_argument("--pairs", type=int, default=16, help="positive/negative pairs per concept")
     parser.add_argument("--max-chars", type=int, default=160, help="cut sample texts at a word boundary")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of ours (the best counts)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs of ours, the best counts "
+                        "(default: 3; 2 with --random-model)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--rss-pairs", type=int, default=4)
     parser.add_argument("--rss-chars", type=int, default=80)
     parser.add_argument("--rss-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    args.dtype = canonical_dtype(args.dtype or ("float32" if torch.device(args.device).type == "cpu" else "bfloat16"))
+    args.repeats = args.repeats or (2 if args.random_model else 3)
     if args.quick:
         args.pairs, args.max_chars, args.rss_pairs, args.repeats = 3, 60, 1, 1
     return args
@@ -215,8 +206,8 @@ def measure_speed(loaded: LoadedModel, examples: list[Example], args: argparse.N
     """Bare forward vs train (alternated), the peer once, then deepest layer 4 vs 17 (alternated)."""
     texts, bs = training_texts(examples).texts, args.batch_size
     bare, ours, shallow, deep, peer = Timing(), Timing(), Timing(), Timing(), Timing()
-    forward = bare_forward(loaded, texts, LAYERS, bs)
-    bare_forward(loaded, texts[:bs], LAYERS, bs)()  # warm-up
+    forward = bare_forward(loaded, texts, LAYERS, bs).run
+    bare_forward(loaded, texts[:bs], LAYERS, bs).run()  # warm-up
     for _ in range(args.repeats):
         bare.run(forward)
         artifact = ours.run(train_run(loaded, examples, LAYERS, bs))
@@ -245,7 +236,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rss_child:
         rss_child(args.rss_child, args)
         return 0
-    loaded = load_model("default")
+    if args.random_model:
+        from bench_scale import run_random_model
+
+        print(json.dumps(run_random_model(args)))
+        return 0
+    loaded = load_model("default", dtype=args.dtype, device=args.device)
     examples = build_examples(load_nodes(args.max_chars), args.concepts, args.pairs)
     texts = training_texts(examples).texts
     tokens = sum(len(ids) for ids in encode_texts(loaded.tokenizer, texts))

@@ -51,6 +51,18 @@ def test_cache_keys_separate_pooling_layers_and_model(tiny_model: LoadedModel, t
     assert ActivationCache(tmp_path).count(CacheKey("other-model", (1,), LAST, "float32")) == 0
 
 
+def test_cache_serves_fewer_layers_from_rows_that_hold_more(tiny_model: LoadedModel, tmp_path: Path) -> None:
+    """Layer selection caches every layer; training and evaluation at the chosen layers read those rows instead
+    of forwarding again, and get the same values a forward at those layers gives."""
+    pool_texts(tiny_model, TEXTS, [0, 1, 2, 3], LAST, cache=ActivationCache(tmp_path))
+    result: dict[str, torch.Tensor] = {}
+    assert _forwarded_rows(tiny_model, lambda: result.update(chosen=pool_texts(
+        tiny_model, TEXTS, [3, 1], LAST, cache=ActivationCache(tmp_path)))) == 0
+    torch.testing.assert_close(result["chosen"], pool_texts(tiny_model, TEXTS, [3, 1], LAST), rtol=1e-5, atol=1e-6)
+    assert _forwarded_rows(tiny_model, lambda: pool_texts(tiny_model, TEXTS, [3, 1], PoolingSpec("mean"),
+                                                          cache=ActivationCache(tmp_path))) == 5, "other pooling"
+
+
 def test_cache_skips_partial_and_corrupt_chunks(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     key = CacheKey("model", (0, 1), LAST, "float32")
     cache = ActivationCache(tmp_path)

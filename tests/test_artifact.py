@@ -167,10 +167,20 @@ def test_the_training_record_is_written_in_the_0_1_0_manifest_layout(tmp_path: P
     assert loaded.record.layer_curve.chosen == (2,) and loaded.pooling == PoolingSpec("mean", 1)
 
 
+def test_a_data_parallel_record_adds_only_its_world_size_to_the_manifest(tmp_path: Path) -> None:
+    save_artifact(dataclasses.replace(_artifact(), record=dataclasses.replace(RECORD, world_size=4)),
+                  tmp_path / "readout.safetensors")
+    training = json.loads((tmp_path / "readout.json").read_text())["training"]
+    assert list(training)[-1] == "world_size" and training["world_size"] == 4
+    loaded = load_artifact(tmp_path / "readout.safetensors")
+    assert loaded.record is not None and loaded.record.world_size == 4
+
+
 @pytest.mark.parametrize(("training", "message"), [
     ({"pooling": "max"}, r"field 'training.pooling' must be 'last' or 'mean', not \"max\""),
     ({"counts": {"joy": {"positive": -1, "negative": 3}}}, r"field 'training.counts' must be an object"),
     ({"skip_tokens": None}, r"field 'training.skip_tokens' must be a non-negative integer, not null"),
+    ({"world_size": 0}, r"field 'training.world_size' must be a positive integer, not 0"),
 ])
 def test_load_artifact_names_a_malformed_training_record(tmp_path: Path, training: dict[str, object],
                                                          message: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from amygdala.cli import main
-from amygdala.cli.errors import ERROR_TABLE, known_message
+from amygdala.cli.errors import ERROR_TABLE, known_message, rank_prefix
 from amygdala.errors import AmygdalaError
 from amygdala.outputs import OutputError
 
@@ -42,6 +42,15 @@ def test_a_known_error_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Cap
     assert main(["train", "--training-data-dir", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("amygdala: error: ") and err.count("\n") == 1 and str(tmp_path / "none") in err
+
+
+def test_each_rank_of_a_launched_run_names_itself_in_its_error_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert rank_prefix({}) == "" and rank_prefix({"RANK": "0", "WORLD_SIZE": "1"}) == ""
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["train", "--training-data-dir", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.startswith("amygdala: error: [rank 1 of 2] ")
 
 
 def test_debug_lives_in_the_invocation_not_in_the_module(tmp_path: Path) -> None:

@@ -77,3 +77,35 @@ def test_cli_train_rejects_a_malformed_layer_list_before_loading_a_model(tmp_pat
 def test_cli_bench_train_is_registered(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "train", "--help"]) == 0
     assert "Train-stage benchmark" in capsys.readouterr().out
+
+
+def test_cli_train_on_a_device_with_a_token_budget_says_where_it_ran(tiny_model_dir: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    data = _write_examples(tmp_path / "examples")
+    output = tmp_path / "readout.safetensors"
+    code = main(["train", "--model", str(tiny_model_dir), "--training-data-dir", str(data), "--output", str(output),
+                 "--device", "cpu", "--batch-tokens", "40", "--target-layers", "2", "--no-progress"])
+    assert code == 0
+    assert "float32 forward on cpu)" in capsys.readouterr().out
+    assert load_artifact(output).record.forward_dtype == "float32"  # type: ignore[union-attr]
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="refusing a GPU this machine lacks")
+def test_cli_train_refuses_a_missing_gpu_in_one_line_before_loading(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    data = _write_examples(tmp_path / "examples")
+    code = main(["train", "--training-data-dir", str(data), "--output", str(tmp_path / "r.safetensors"),
+                 "--device", "cuda"])
+    assert code == 2
+    assert capsys.readouterr().err == ("amygdala: error: device 'cuda': no CUDA GPU is visible to torch here: "
+                                       "use --device cpu\n")
+    assert list(tmp_path.iterdir()) == [data]
+
+
+@pytest.mark.parametrize(("command", "expected"), [("train", "--random-model"), ("readout", "--quick")])
+def test_cli_bench_finds_its_script_in_the_checkout_and_passes_arguments_on(command: str, expected: str,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Regression: `amygdala bench train|readout` looked for src/benchmarks/... and failed from a checkout."""
+    assert main(["bench", command, "--", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert f"bench_{command}.py" in out and expected in out

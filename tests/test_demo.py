@@ -24,6 +24,8 @@ def test_demo_writes_examples_artifact_and_report(tiny_model_dir: Path, tmp_path
     report = json.loads((out / "report" / "report.json").read_text())
     assert report["summary"]["n_concepts"] == 18
     assert "mean held-out AUROC" in stdout and str(out / "report" / "report.html") in stdout
+    assert "device: cpu (float32)" in stdout
+    assert any((out / "activations").rglob("chunk-*.safetensors")), "train leaves its activations for eval"
 
 
 def test_demo_rerun_replaces_its_own_outputs(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
@@ -57,3 +59,20 @@ def test_evaluate_matches_auroc_and_top1_from_hf_hidden_states(gemma: LoadedMode
     top1 = sum(int(z[row].argmax()) == c for row, c in pairs) / len(pairs)  # texts here have one label each
     assert result.summary()["top1"] == pytest.approx(top1)
     assert result.summary()["mean_auroc"] > 0.5 and len(result.readouts[0].tokens) == result.readouts[0].values.shape[0]
+
+
+def test_evaluate_reuses_the_activations_training_cached(tiny_model: LoadedModel, tmp_path: Path) -> None:
+    """One forward per text for train -> eval: with train's cache dir, eval forwards only the held-out texts, and
+    measures what a cache-less eval measures."""
+    rows = examples()
+    options = TrainOptions(target_layers=(1, 3), cache_dir=tmp_path / "cache")
+    artifact = train(tiny_model, rows, options)
+    forwarded: list[int] = []
+    handle = tiny_model.layers[0].register_forward_hook(lambda _m, inputs, _o: forwarded.append(inputs[0].shape[0]))
+    try:
+        cached = evaluate(tiny_model, artifact, rows, EvalOptions(cache_dir=tmp_path / "cache"))
+    finally:
+        handle.remove()
+    assert sum(forwarded) == cached.n_heldout_texts, "no train text is forwarded again"
+    fresh = evaluate(tiny_model, artifact, rows)
+    assert cached.summary() == pytest.approx(fresh.summary(), nan_ok=True)

@@ -173,3 +173,52 @@ def test_pool_readout_applies_the_training_rules_to_per_token_readouts() -> None
     assert torch.equal(pool_readout(values, LAST), values[-1])
     assert torch.equal(pool_readout(values, PoolingSpec("mean", 1)), values[1:].mean(0))
     assert torch.equal(pool_readout(values[:1], PoolingSpec("mean", 1)), values[0]), "a 1-token text keeps its token"
+
+
+class BatchShapes:
+    """Records the (texts, padded width) of every forward batch reaching decoder block 0."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.shapes: list[tuple[int, int]] = []
+        self.handle = module.register_forward_hook(
+            lambda _m, inputs, _o: self.shapes.append((int(inputs[0].shape[0]), int(inputs[0].shape[1]))))
+
+    def __enter__(self) -> BatchShapes:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.handle.remove()
+
+
+def _texts_of_many_lengths(count: int = 24) -> list[str]:
+    rng = random.Random(3)
+    return [f"memo {i}: " + " ".join(["calm", "storm", "light", "rain"][rng.randrange(4)] for _ in range(rng.randint(1, 30)))
+            for i in range(count)]
+
+
+def test_iter_pooled_with_a_token_budget_caps_padded_tokens_and_pools_the_same_vectors(tiny_model: LoadedModel) -> None:
+    texts = _texts_of_many_lengths()
+    with BatchShapes(tiny_model.layers[0]) as budget:
+        by_tokens = pool_texts(tiny_model, texts, [1, 3], MEAN_ALL, batch_tokens=120)
+    with BatchShapes(tiny_model.layers[0]) as count:
+        by_count = pool_texts(tiny_model, texts, [1, 3], MEAN_ALL, batch_size=4)
+    assert all(rows * width <= 120 for rows, width in budget.shapes if rows > 1)
+    assert sum(rows for rows, _ in budget.shapes) == len(texts)
+    assert max(rows for rows, _ in budget.shapes) > 4, "short texts fill a batch"
+    assert min(rows for rows, _ in budget.shapes) < 4, "long texts share theirs with fewer"
+    assert [rows for rows, _ in count.shapes] == [4] * 6
+    torch.testing.assert_close(by_tokens, by_count, rtol=1e-4, atol=1e-5)
+
+
+def test_iter_pooled_in_a_world_yields_every_nth_batch_of_the_single_plan(tiny_model: LoadedModel) -> None:
+    """Each data-parallel rank forwards every world_size-th planned batch: disjoint shards, the same batches."""
+    from amygdala.distributed import World
+
+    texts = _texts_of_many_lengths()
+    single = list(iter_pooled(tiny_model, texts, [2], MEAN_ALL, batch_size=5))
+    ranks = [list(iter_pooled(tiny_model, texts, [2], MEAN_ALL, batch_size=5, world=World(rank, 2)))
+             for rank in range(2)]
+    assert [indices for indices, _ in ranks[0]] == [indices for indices, _ in single[0::2]]
+    assert [indices for indices, _ in ranks[1]] == [indices for indices, _ in single[1::2]]
+    for (_, mine), (_, alone) in zip(ranks[0] + ranks[1], single[0::2] + single[1::2], strict=True):
+        assert torch.equal(mine, alone), "the same batch, forwarded alike, pools to the same bits"

@@ -228,3 +228,41 @@ def test_train_refuses_impossible_auto_layers_before_any_forward(tiny_model: Loa
     with RowCounter(tiny_model) as counter, pytest.raises(TrainError, match=r"k=9 must be within 1\.\.4.*folds=1"):
         train(tiny_model, _examples(), TrainOptions(target_layers=AutoLayers(k=9, folds=1)))
     assert counter.rows == 0
+
+
+def test_train_with_auto_layers_forwards_each_text_once(tiny_model: LoadedModel) -> None:
+    """Regression: selection pooled every text at every layer, then training forwarded them all again."""
+    examples = _many_examples()
+    with RowCounter(tiny_model) as counter:
+        auto = train(tiny_model, examples, TrainOptions(target_layers=AutoLayers(k=2, folds=3), batch_size=4))
+    assert auto.record is not None and counter.rows == auto.record.n_unique_texts == 40
+
+
+def test_train_with_a_token_budget_gives_the_vectors_of_count_batches(tiny_model: LoadedModel) -> None:
+    """Batching changes which texts share a padded forward, not what the vectors are."""
+    examples = _many_examples()
+    by_count = train(tiny_model, examples, TrainOptions(target_layers=(1, 3), batch_size=4))
+    with RowCounter(tiny_model) as counter:
+        by_tokens = train(tiny_model, examples, TrainOptions(target_layers=(1, 3), batch_tokens=64))
+    assert counter.rows == 40
+    for layer in (1, 3):
+        cosines = torch.nn.functional.cosine_similarity(by_count.vectors[layer], by_tokens.vectors[layer], dim=1)
+        assert cosines.min() > 0.9999
+        torch.testing.assert_close(by_count.calibration.mean[layer], by_tokens.calibration.mean[layer],
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_train_refuses_bad_batch_caps_before_any_forward(tiny_model: LoadedModel) -> None:
+    with RowCounter(tiny_model) as counter, pytest.raises(TrainError, match="batch_size 0.*batch_tokens -1"):
+        train(tiny_model, _examples(), TrainOptions(batch_size=0, batch_tokens=-1))
+    assert counter.rows == 0
+
+
+def test_train_runs_where_the_model_is_and_returns_cpu_tensors(tiny_model: LoadedModel) -> None:
+    """Statistics, directions and calibration are computed on the activations' device (the CPU here; a GPU in
+    benchmarks/device_checks.py); the artifact always holds CPU tensors, and a single process records no world
+    size in the manifest."""
+    artifact = train(tiny_model, _examples(), TrainOptions(target_layers=(2,)))
+    assert artifact.vectors[2].device.type == "cpu" and artifact.calibration is not None
+    assert artifact.calibration.std[2].device.type == "cpu"
+    assert artifact.record is not None and artifact.record.world_size == 1

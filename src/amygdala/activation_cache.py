@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,27 +58,58 @@ class CacheKey:
         return hashlib.sha256(json.dumps(self.fields(), sort_keys=True).encode()).hexdigest()[:32]
 
 
+@dataclass(frozen=True)
+class _Row:
+    """Where a text's pooled row lives: a chunk file, the row in it, and the layer columns to take (None: all)."""
+
+    path: Path
+    row: int
+    columns: tuple[int, ...] | None
+
+
 class ActivationCache:
     """Pooled activations keyed by ``CacheKey`` and text sha256, stored as safetensors chunk files."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        self._index: dict[str, dict[str, tuple[Path, int]]] = {}
+        self._index: dict[str, dict[str, _Row]] = {}
         self._chunks: OrderedDict[Path, torch.Tensor] = OrderedDict()
 
     def _folder(self, key: CacheKey) -> Path:
         return self.directory / key.namespace()
 
-    def _rows(self, key: CacheKey) -> dict[str, tuple[Path, int]]:
-        """text sha256 -> (chunk file, row), read from chunk headers once per key."""
+    def _rows(self, key: CacheKey) -> dict[str, _Row]:
+        """text sha256 -> where its row is, read from chunk headers once per key: under ``key`` itself, else
+        under a key that differs only in holding more layers (layer selection pools every layer; training and
+        evaluation then read their layers from those rows instead of forwarding again)."""
         namespace = key.namespace()
         if namespace not in self._index:
-            rows: dict[str, tuple[Path, int]] = {}
-            for path in sorted(self._folder(key).glob("chunk-*.safetensors")):
-                for row, digest in enumerate(_chunk_hashes(path)):
-                    rows.setdefault(digest, (path, row))
+            rows: dict[str, _Row] = {}
+            for folder, columns in [(self._folder(key), None), *self._supersets(key)]:
+                for path in sorted(folder.glob("chunk-*.safetensors")):
+                    for row, digest in enumerate(_chunk_hashes(path)):
+                        rows.setdefault(digest, _Row(path, row, columns))
             self._index[namespace] = rows
         return self._index[namespace]
+
+    def _supersets(self, key: CacheKey) -> list[tuple[Path, tuple[int, ...]]]:
+        """Folders whose key equals ``key`` but for more layers, with the columns of ``key``'s layers in them."""
+        wanted = {name: value for name, value in key.fields().items() if name != "layers"}
+        found = []
+        for path in sorted(self.directory.glob("*/key.json")):
+            try:
+                fields = json.loads(path.read_text(encoding="utf-8"))
+                layers = [int(layer) for layer in fields.pop("layers")]
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                continue
+            if fields == wanted and path.parent != self._folder(key) and set(key.layers) <= set(layers):
+                found.append((path.parent, tuple(layers.index(layer) for layer in key.layers)))
+        return found
+
+    def contains(self, key: CacheKey, digests: list[str]) -> list[bool]:
+        """Whether each text has a cached row under ``key`` (chunk headers only; no tensor is read)."""
+        rows = self._rows(key)
+        return [digest in rows for digest in digests]
 
     def count(self, key: CacheKey) -> int:
         """How many texts have pooled activations under ``key``."""
@@ -90,7 +121,11 @@ class ActivationCache:
         found: list[torch.Tensor | None] = []
         for digest in digests:
             where = rows.get(digest)
-            found.append(None if where is None else self._chunk(where[0])[where[1]])
+            if where is None:
+                found.append(None)
+                continue
+            row = self._chunk(where.path)[where.row]
+            found.append(row if where.columns is None else row[list(where.columns)])
         return found
 
     def store(self, key: CacheKey, digests: list[str], pooled: torch.Tensor) -> None:
@@ -108,7 +143,7 @@ class ActivationCache:
         atomic_write_bytes(path, data)
         rows = self._rows(key)
         for row, digest in enumerate(digests):
-            rows.setdefault(digest, (path, row))
+            rows.setdefault(digest, _Row(path, row, None))
 
     def _chunk(self, path: Path) -> torch.Tensor:
         """Load a chunk's tensor, keeping the few most recent in memory (lookups walk chunks in order)."""
@@ -135,3 +170,33 @@ def _chunk_hashes(path: Path) -> list[str]:
         logger.warning("ignoring activation-cache chunk %s: %d rows for %d texts", path, rows, len(digests))
         return []
     return [str(digest) for digest in digests]
+
+
+class CacheWriter:
+    """Stores forwarded batches in a cache (or nowhere, without one). From a GPU the copy to the CPU is queued
+    into pinned memory behind an event and the chunk is written once the copy is done, so the next forward never
+    waits for it; ``flush(wait=True)`` writes whatever is left (also after an error: what completed is kept)."""
+
+    def __init__(self, cache: ActivationCache | None, key: CacheKey) -> None:
+        self.cache, self.key = cache, key
+        self.pending: deque[tuple[torch.cuda.Event, list[str], torch.Tensor]] = deque()
+
+    def add(self, digests: list[str], pooled: torch.Tensor) -> None:
+        if self.cache is None:
+            return
+        if pooled.device.type != "cuda":
+            self.cache.store(self.key, digests, pooled)
+            return
+        host = torch.empty(pooled.shape, dtype=pooled.dtype, pin_memory=True)
+        host.copy_(pooled, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(pooled.device))
+        self.pending.append((event, digests, host))
+        self.flush(wait=False)
+
+    def flush(self, wait: bool) -> None:
+        """Write the chunks whose copies are done (every pending one when ``wait``), in order."""
+        while self.cache is not None and self.pending and (wait or self.pending[0][0].query()):
+            event, digests, host = self.pending.popleft()
+            event.synchronize()
+            self.cache.store(self.key, digests, host)

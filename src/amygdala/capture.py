@@ -121,4 +121,7 @@ def batch_inputs(batch: Sequence[Sequence[int]], pad_id: int, side: str,
         input_ids[row, span] = torch.tensor(ids, dtype=torch.long)
         mask[row, span] = 1
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-    return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), "position_ids": positions.to(device)}
+    inputs = {"input_ids": input_ids, "attention_mask": mask, "position_ids": positions}
+    if torch.device(device).type == "cuda":  # pinned + non-blocking: the CPU does not wait for the GPU to catch up
+        return {name: tensor.pin_memory().to(device, non_blocking=True) for name, tensor in inputs.items()}
+    return {name: tensor.to(device) for name, tensor in inputs.items()}

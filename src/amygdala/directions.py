@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -123,27 +124,62 @@ class ConceptStats:
 class StatsAccumulator:
     """Running sums for streaming: ``add`` a batch at a time (in place), then ``freeze`` into ``ConceptStats``.
 
-    Adding batches in the same order gives bit-identical sums, whichever way each batch was obtained.
+    The sums live in fp64 on ``device``, where the pooled activations are. On a CUDA device each ``add`` is
+    queued on a side stream behind the work that produced the batch, so the sums of one batch overlap the next
+    forward and the CPU never waits for the GPU; ``freeze`` joins the streams. Adding batches in the same order
+    gives bit-identical sums, whichever way each batch was obtained.
     """
 
-    def __init__(self, concepts: Sequence[str], layers: Sequence[int], hidden_size: int) -> None:
+    def __init__(self, concepts: Sequence[str], layers: Sequence[int], hidden_size: int,
+                 device: torch.device | str = "cpu") -> None:
         n_concepts, n_layers, f64 = len(concepts), len(layers), torch.float64
         self.concepts, self.layers, self.n_texts = tuple(concepts), tuple(layers), 0
-        self._sums = [torch.zeros(n_layers, n_concepts, hidden_size, dtype=f64),
-                      torch.zeros(n_layers, n_concepts, hidden_size, dtype=f64),
-                      torch.zeros(n_concepts, dtype=torch.int64), torch.zeros(n_concepts, dtype=torch.int64),
-                      torch.zeros(n_layers, hidden_size, dtype=f64),
-                      torch.zeros(n_layers, hidden_size, hidden_size, dtype=f64)]
+        self.device = torch.device(device)
+        self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        zeros = partial(torch.zeros, device=self.device)
+        self._sums = [zeros(n_layers, n_concepts, hidden_size, dtype=f64),
+                      zeros(n_layers, n_concepts, hidden_size, dtype=f64),
+                      zeros(n_concepts, dtype=torch.int64), zeros(n_concepts, dtype=torch.int64),
+                      zeros(n_layers, hidden_size, dtype=f64), zeros(n_layers, hidden_size, hidden_size, dtype=f64)]
 
     def add(self, pooled: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> None:
+        """One batch: ``pooled [B, L, H]`` and its ``[B, C]`` label matrices, on any device (moved here)."""
         check_shapes(pooled, positive, negative, n_concepts=len(self.concepts), n_layers=len(self.layers))
-        for total, part in zip(self._sums, _batch_sums(pooled, positive, negative)):
-            total.add_(part)
         self.n_texts += pooled.shape[0]
+        if self._stream is None:
+            self._accumulate(pooled.to(self.device), positive.to(self.device), negative.to(self.device))
+            return
+        self._stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self._stream):
+            tensors = [_to_device(tensor, self.device) for tensor in (pooled, positive, negative)]
+            self._accumulate(*tensors)
+        for tensor in (pooled, *tensors):
+            if tensor.device.type == "cuda":
+                tensor.record_stream(self._stream)  # the allocator keeps it until the side stream is done
+
+    def _accumulate(self, pooled: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> None:
+        for total, part in zip(self._sums, _batch_sums(pooled, positive, negative), strict=True):
+            total.add_(part)
 
     def freeze(self) -> ConceptStats:
+        """The sums so far, as ``ConceptStats`` on ``device``."""
+        if self._stream is not None:
+            torch.cuda.current_stream(self.device).wait_stream(self._stream)
         p_sum, n_sum, p_count, n_count, total, second = (s.clone() for s in self._sums)
         return ConceptStats(self.concepts, self.layers, p_sum, n_sum, p_count, n_count, total, second, self.n_texts)
+
+
+def stats_device(model_device: torch.device) -> torch.device:
+    """Where the fp64 statistics of activations on ``model_device`` live: there, except on Apple's MPS (no
+    float64) and on the meta device, where the CPU does it."""
+    return torch.device("cpu") if model_device.type in ("mps", "meta") else model_device
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Onto ``device`` without the CPU waiting: CPU tensors go through pinned memory."""
+    if tensor.device.type == "cpu" and device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device, non_blocking=True)
 
 
 def check_shapes(pooled: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, *, n_concepts: int,
@@ -193,7 +229,7 @@ def lda(stats: ConceptStats, layer: int) -> torch.Tensor:
     covariance = stats.covariance(layer)
     hidden = covariance.shape[0]
     shrinkage = LDA_SHRINKAGE * torch.trace(covariance) / hidden
-    regularised = covariance + shrinkage * torch.eye(hidden, dtype=covariance.dtype)
+    regularised = covariance + shrinkage * torch.eye(hidden, dtype=covariance.dtype, device=covariance.device)
     return _unit(torch.linalg.solve(regularised, difference.T).T, stats, layer)
 
 
@@ -205,7 +241,7 @@ def lda_diagonal(stats: ConceptStats, layer: int, alpha: float = LDA_DIAGONAL_SH
     hidden = covariance.shape[0]
     ridge = 1e-6 * torch.trace(covariance) / hidden
     shrunk = ((1 - alpha) * covariance + alpha * torch.diag(torch.diagonal(covariance))
-              + ridge * torch.eye(hidden, dtype=covariance.dtype))
+              + ridge * torch.eye(hidden, dtype=covariance.dtype, device=covariance.device))
     return _unit(torch.linalg.solve(shrunk, difference.T).T, stats, layer)
 
 
@@ -241,10 +277,11 @@ def calibrate(stats: ConceptStats, vectors: dict[int, torch.Tensor]) -> Calibrat
 
 
 def fit_directions(pooled: torch.Tensor, data: LabelledTexts, layers: Sequence[int],
-                   method: str | DirectionMethod) -> dict[int, torch.Tensor]:
-    """Unit vectors ``{layer: [C, H]}`` from ``pooled [n, L, H]`` (rows as ``data``) by ``method`` (a
+                   method: str | DirectionMethod, device: torch.device | str = "cpu") -> dict[int, torch.Tensor]:
+    """Unit vectors ``{layer: [C, H]}`` on the CPU from ``pooled [n, L, H]`` (rows as ``data``) by ``method`` (a
     ``DIRECTION_METHODS`` name or a function of that signature); NaN rows for concepts lacking positives or
-    negatives (the other concepts are fitted without them). One layer at a time, so memory stays ``H x H``."""
+    negatives (the other concepts are fitted without them). One layer at a time on ``device``, so its memory
+    stays a few fp64 ``H x H`` matrices (the second moment, the covariance, the solve)."""
     rule = DIRECTION_METHODS[method] if isinstance(method, str) else method
     usable = (data.positive.sum(dim=0) > 0) & (data.negative.sum(dim=0) > 0)
     keep = usable.nonzero().flatten().tolist()
@@ -252,8 +289,9 @@ def fit_directions(pooled: torch.Tensor, data: LabelledTexts, layers: Sequence[i
     for position, layer in enumerate(layers):
         out = torch.full((len(data.concepts), pooled.shape[-1]), math.nan)
         if keep and (rule is not mean_centered or len(keep) > 1):
-            stats = ConceptStats.from_pooled(pooled[:, [position]], data.positive[:, keep], data.negative[:, keep],
-                                             [data.concepts[c] for c in keep], [layer])
-            out[keep] = rule(stats, layer).float()
+            stats = ConceptStats.from_pooled(pooled[:, [position]].to(device), data.positive[:, keep].to(device),
+                                             data.negative[:, keep].to(device), [data.concepts[c] for c in keep],
+                                             [layer])
+            out[keep] = rule(stats, layer).float().cpu()
         vectors[layer] = out
     return vectors

@@ -24,6 +24,7 @@ z-scored by ``readout.project_pooled``, the projection the offline readout and t
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -34,7 +35,8 @@ import torch
 
 from amygdala.activation_cache import ActivationCache
 from amygdala.artifact import ReadoutArtifact, check_fits_model
-from amygdala.directions import DEFAULT_METHOD, DIRECTION_METHODS, fit_directions
+from amygdala.directions import DEFAULT_METHOD, DIRECTION_METHODS, fit_directions, stats_device
+from amygdala.distributed import SINGLE, World, check_same_inputs
 from amygdala.errors import AmygdalaError
 from amygdala.examples import Example
 from amygdala.metrics import (
@@ -71,8 +73,10 @@ class EvalOptions:
     """How each text is pooled; None: as the artifact was trained (the default spec if it records none)."""
     method: str | None = None
     """Direction method for the stability halves (a key of ``DIRECTION_METHODS``); None: as trained."""
-    batch_size: int = 8
-    """Texts per forward pass."""
+    batch_size: int | None = None
+    """Most texts per forward pass; None: only ``batch_tokens`` caps (both None: the device's default)."""
+    batch_tokens: int | None = None
+    """Most padded tokens per forward pass of the length-sorted texts; None: only ``batch_size`` caps."""
     seed: int = 0
     """Seeds the random baseline directions and the stability halves."""
     cosine_flag: float = 0.8
@@ -227,25 +231,33 @@ def _calibrated(projector: Projector, train_pooled: torch.Tensor) -> Projector:
 
 
 def evaluate(loaded: LoadedModel, artifact: ReadoutArtifact, examples: Sequence[Example],
-             options: EvalOptions = EvalOptions(), texts: Sequence[tuple[str, str]] = ()) -> Evaluation:
+             options: EvalOptions = EvalOptions(), texts: Sequence[tuple[str, str]] = (),
+             world: World = SINGLE) -> Evaluation:
     """Measure ``artifact`` on the held-out split of ``examples`` (see the module docstring for each figure);
-    ``texts`` are ``(label, text)`` pairs read out token by token, for eyeballing generalisation."""
+    ``texts`` are ``(label, text)`` pairs read out token by token, for eyeballing generalisation. The train
+    texts' activations come from ``options.cache_dir`` when training left them there (one forward per text).
+    In a data-parallel ``world`` the ranks pool disjoint shards and every rank measures the whole."""
     check_fits_model(artifact, n_layers=loaded.n_layers, hidden_size=loaded.hidden_size, model_id=loaded.model_id)
     warn_if_other_model(loaded, artifact)
     options = options.resolved(artifact)
     concepts, layers = artifact.concepts, artifact.layers
     heldout, train = (labelled_texts(examples, concepts, split) for split in ("heldout", "train"))
     _check_inputs(artifact, heldout, train, options)
+    check_same_inputs(world, "examples, vectors, model or options", {
+        "texts": hashlib.sha256("\n".join(heldout.texts + train.texts).encode()).hexdigest(),
+        "vectors": [artifact.concepts, artifact.layers], "model": loaded.fingerprint,
+        "options": [repr(options.spec), options.batch_size, options.batch_tokens]})
     pooled = pool_texts(loaded, heldout.texts + train.texts, layers, options.spec, batch_size=options.batch_size,
-                        cache=ActivationCache(options.cache_dir) if options.cache_dir else None,
-                        progress=options.progress)
+                        batch_tokens=options.batch_tokens, progress=options.progress, world=world,
+                        cache=ActivationCache(options.cache_dir) if options.cache_dir else None)
     held, fit = pooled[:len(heldout.texts)], pooled[len(heldout.texts):]
     projector = _calibrated(projector_for(artifact), fit)
     raw, z = project_pooled(held, projector, zscore=False), project_pooled(held, projector, zscore=True)
     random = random_unit_directions(len(layers), len(concepts), loaded.hidden_size, options.seed)
     baseline = project_pooled(held, Projector(concepts, layers, random, None, None), zscore=False)
     halves = key_folds(train.keys, 2, options.seed)
-    a, b = (fit_directions(fit[rows], train.subset(rows), layers, options.method or DEFAULT_METHOD) for rows in halves)
+    a, b = (fit_directions(fit[rows], train.subset(rows), layers, options.method or DEFAULT_METHOD,
+                           stats_device(loaded.device)) for rows in halves)
     scores = []
     for i, layer in enumerate(layers):
         (aurocs, ds), (rand_aurocs, rand_ds) = separation(raw[:, i], heldout), separation(baseline[:, i], heldout)

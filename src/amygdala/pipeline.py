@@ -4,7 +4,10 @@ chains them); the stages themselves (``training.train``, ``evaluation.evaluate``
 plain functions of typed values, so callers can compose them differently.
 
 ``model`` is a model spec (``models.resolve_model_path``) or a model already loaded, so a caller that runs
-several stages loads it once.
+several stages loads it once. ``device`` None picks ``cuda`` when one is available, else the CPU, and ``dtype``
+None bf16 on a GPU, fp32 on a CPU (``devices``). Under torchrun or ``accelerate launch`` (``world`` None reads
+the launcher's environment) ``train_files`` and ``evaluate_files`` run data-parallel: every rank takes its
+shard, and rank 0 alone writes, after every rank has finished.
 """
 
 from __future__ import annotations
@@ -12,10 +15,22 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from amygdala.artifact import ReadoutArtifact, artifact_paths, elh_path_for, load_artifact, save_artifact
+import torch
+
+from amygdala.artifact import (
+    ReadoutArtifact,
+    artifact_paths,
+    elh_path_for,
+    load_artifact,
+    manifest_path_for,
+    save_artifact,
+)
+from amygdala.devices import describe, resolve_device, resolve_dtype
+from amygdala.distributed import SINGLE, DistributedError, World, barrier, joined, world_from_env
 from amygdala.evaluation import EvalOptions, Evaluation, evaluate
 from amygdala.examples import Example, read_examples
 from amygdala.models import DEFAULT_MODEL, LoadedModel, load_model
@@ -23,60 +38,81 @@ from amygdala.outputs import check_output_file, output_lock
 from amygdala.pooling import Pooling, PoolingError, PoolingSpec
 from amygdala.readout import ReadoutOptions, TextReadout, check_options, read_texts
 from amygdala.readout_view import InputText, parse_input_lines, readout_record, write_html, write_jsonl
-from amygdala.report import REPORT_HTML, REPORT_JSON, example_texts, write_report
 from amygdala.training import TrainOptions, train
 
 ModelSource = str | LoadedModel
 
 
-def _loaded(model: ModelSource, *, dtype: str, device: str = "cpu",
+def _target(model: ModelSource, device: str | None, world: World = SINGLE) -> torch.device:
+    """The device the stage runs on: a loaded model's, else ``device`` resolved (this rank's GPU under torchrun)."""
+    return model.device if isinstance(model, LoadedModel) else resolve_device(device, world)
+
+
+def _loaded(model: ModelSource, *, dtype: str | None, target: torch.device,
             device_map: str | dict[str, object] | None = None) -> LoadedModel:
     if isinstance(model, LoadedModel):
         return model
-    return load_model(model, dtype=dtype, device=device, device_map=device_map)
+    return load_model(model, dtype=resolve_dtype(dtype, target), device=str(target), device_map=device_map)
 
 
 @dataclass(frozen=True)
 class TrainRun:
-    """What ``train_files`` trained and wrote, and how long it took (model load included)."""
+    """What ``train_files`` trained and wrote (on rank 0 of a data-parallel run; elsewhere nothing is written),
+    where, and how long it took (model load included)."""
 
     artifact: ReadoutArtifact
     vectors_path: Path
     manifest_path: Path
     elh_path: Path | None
     seconds: float
+    device: str
+    world: World
 
 
 def train_files(training_data_dir: Path, output: Path, options: TrainOptions = TrainOptions(), *,
-                model: ModelSource = DEFAULT_MODEL, dtype: str = "float32",
+                model: ModelSource = DEFAULT_MODEL, dtype: str | None = None, device: str | None = None,
                 device_map: str | dict[str, object] | None = None, emotions: Sequence[str] | None = None,
-                manifest: Path | None = None, write_elh: bool = False) -> TrainRun:
+                manifest: Path | None = None, write_elh: bool = False, world: World | None = None) -> TrainRun:
     """``<emotion>.jsonl`` examples -> ``readout.safetensors`` + manifest (+ the eLH file with ``write_elh``).
 
-    Every output path is checked before the model loads, and the output's lock is held for the whole run: a
-    second train into the same output is refused (``OutputBusyError``), never a lost update."""
+    Every output path is checked before the model loads, and the output's lock is held for the whole run (by
+    rank 0 of a data-parallel run, the one that writes): a second train into the same output is refused
+    (``OutputBusyError``), never a lost update."""
+    world = world_from_env() if world is None else world
+    if world.is_parallel and device_map is not None:
+        raise DistributedError("a data-parallel run holds one model per rank: drop --device-map, or launch one "
+                               "process that spreads the model with it")
     examples = read_examples(training_data_dir, list(emotions) if emotions else None)
     check_output_file(*artifact_paths(output, manifest, write_elh))
     start = time.perf_counter()
-    with output_lock(output):
-        artifact = train(_loaded(model, dtype=dtype, device_map=device_map), examples, options)
-        manifest_path = save_artifact(artifact, output, manifest_path=manifest, write_elh=write_elh)
+    target = _target(model, device, world)
+    with output_lock(output) if world.is_main else nullcontext(), joined(world, target):
+        loaded = _loaded(model, dtype=dtype, target=target, device_map=device_map)
+        artifact = train(loaded, examples, options, world)
+        barrier(world)  # every rank finished: only now may rank 0 write
+        manifest_path = manifest or manifest_path_for(output)
+        if world.is_main:
+            manifest_path = save_artifact(artifact, output, manifest_path=manifest, write_elh=write_elh)
     return TrainRun(artifact, output, manifest_path, elh_path_for(output) if write_elh else None,
-                    time.perf_counter() - start)
+                    time.perf_counter() - start, describe(loaded.device), world)
 
 
 @dataclass(frozen=True)
 class EvalRun:
-    """What ``evaluate_files`` measured and where the report went."""
+    """What ``evaluate_files`` measured, where the report went (rank 0 writes it), and on which device."""
 
     artifact: ReadoutArtifact
     evaluation: Evaluation
     json_path: Path
     html_path: Path
+    device: str
+    world: World
 
 
 def _eval_texts(texts: Path | None, examples: list[Example], count: int) -> list[tuple[str, str]]:
     """(label, text) pairs to read out token by token: the ``texts`` file, else a few held-out positives."""
+    from amygdala.report import example_texts  # the report (and matplotlib) only where a stage needs it
+
     if texts is None:
         return example_texts(examples, count)
     with texts.open(encoding="utf-8") as handle:
@@ -85,12 +121,17 @@ def _eval_texts(texts: Path | None, examples: list[Example], count: int) -> list
 
 def evaluate_files(vectors: Path, training_data_dir: Path, report_dir: Path, options: EvalOptions = EvalOptions(),
                    *, manifest: Path | None = None, model: ModelSource = DEFAULT_MODEL, dtype: str | None = None,
-                   texts: Path | None = None, n_texts: int = 6, pooling: Pooling | None = None,
-                   skip_tokens: int | None = None) -> EvalRun:
-    """Evaluate an artifact on its examples' held-out split and write ``report.json`` + ``report.html``.
+                   device: str | None = None, texts: Path | None = None, n_texts: int = 6,
+                   pooling: Pooling | None = None, skip_tokens: int | None = None,
+                   world: World | None = None) -> EvalRun:
+    """Evaluate an artifact on its examples' held-out split and write ``report.json`` + ``report.html`` (rank 0
+    of a data-parallel run writes them; every rank pools its shard).
 
     ``pooling`` / ``skip_tokens`` override the trained pooling spec (``options.pooling`` None: as trained);
     ``dtype`` None: the trained forward dtype."""
+    from amygdala.report import REPORT_HTML, REPORT_JSON, write_report
+
+    world = world_from_env() if world is None else world
     check_output_file(Path(report_dir) / REPORT_JSON, Path(report_dir) / REPORT_HTML)  # before any model work
     artifact = load_artifact(vectors, manifest)
     if pooling is not None or skip_tokens is not None:
@@ -99,20 +140,26 @@ def evaluate_files(vectors: Path, training_data_dir: Path, report_dir: Path, opt
     examples = read_examples(training_data_dir, list(artifact.concepts))
     pairs = _eval_texts(texts, examples, n_texts)
     trained_dtype = artifact.record.forward_dtype if artifact.record is not None else "float32"
-    evaluation = evaluate(_loaded(model, dtype=dtype or trained_dtype), artifact, examples, options, pairs)
-    curve = artifact.record.layer_curve if artifact.record is not None else None
-    json_path, html_path = write_report(evaluation, report_dir, curve)
-    return EvalRun(artifact, evaluation, json_path, html_path)
+    target = _target(model, device, world)
+    with joined(world, target):
+        loaded = _loaded(model, dtype=dtype or trained_dtype, target=target)
+        evaluation = evaluate(loaded, artifact, examples, options, pairs, world)
+        barrier(world)
+        curve = artifact.record.layer_curve if artifact.record is not None else None
+        paths = (write_report(evaluation, report_dir, curve) if world.is_main
+                 else (report_dir / REPORT_JSON, report_dir / REPORT_HTML))
+    return EvalRun(artifact, evaluation, *paths, describe(loaded.device), world)
 
 
 @dataclass(frozen=True)
 class ReadoutRun:
-    """What ``read_out_files`` read and wrote."""
+    """What ``read_out_files`` read and wrote, and on which device."""
 
     artifact: ReadoutArtifact
     items: tuple[InputText, ...]
     readouts: tuple[TextReadout, ...]
     spec: PoolingSpec
+    device: str = "cpu"
 
 
 def read_input(source: str) -> list[InputText]:
@@ -124,8 +171,8 @@ def read_input(source: str) -> list[InputText]:
 
 
 def read_out_files(vectors: Path, source: str, output: Path, options: ReadoutOptions = ReadoutOptions(), *,
-                   manifest: Path | None = None, model: ModelSource = DEFAULT_MODEL, dtype: str = "float32",
-                   device: str = "cpu", pooling: Pooling | None = None, skip_tokens: int | None = None,
+                   manifest: Path | None = None, model: ModelSource = DEFAULT_MODEL, dtype: str | None = None,
+                   device: str | None = None, pooling: Pooling | None = None, skip_tokens: int | None = None,
                    chat_template: bool | None = None, per_token: bool = False, html: Path | None = None,
                    progress: bool = False) -> ReadoutRun:
     """Read concepts out of the texts of ``source`` into ``output`` (JSONL, one line per text; pooled as trained
@@ -137,10 +184,10 @@ def read_out_files(vectors: Path, source: str, output: Path, options: ReadoutOpt
     spec = artifact.pooling.overridden(pooling=pooling, skip_tokens=skip_tokens, chat_template=chat_template)
     if problems := spec.problems():
         raise PoolingError("readout pooling: " + "; ".join(problems))
-    loaded = _loaded(model, dtype=dtype, device=device)
+    loaded = _loaded(model, dtype=dtype, target=_target(model, device))
     readouts = read_texts(loaded, artifact, [item.text for item in items], options, spec=spec, progress=progress)
     write_jsonl(output, [readout_record(item, readout, artifact, per_token=per_token, spec=spec, zscore=options.zscore)
                          for item, readout in zip(items, readouts, strict=True)])
     if html is not None:
         write_html(html, list(zip(items, readouts, strict=True)), artifact, zscore=options.zscore)
-    return ReadoutRun(artifact, tuple(items), tuple(readouts), spec)
+    return ReadoutRun(artifact, tuple(items), tuple(readouts), spec, describe(loaded.device))

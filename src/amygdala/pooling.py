@@ -20,7 +20,6 @@ stopped after the deepest target layer), optionally through an ``ActivationCache
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,14 +27,15 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
-from amygdala.activation_cache import ActivationCache, CacheKey, text_sha256
+from amygdala.activation_cache import ActivationCache, CacheKey, CacheWriter, text_sha256
+from amygdala.batching import Batching, plan_batches
 from amygdala.capture import batch_inputs, capture_residuals, check_layers, encode_texts, truncated_forward
+from amygdala.distributed import SINGLE, World, sum_in_rank_order
 from amygdala.errors import AmygdalaError
 from amygdala.models import LoadedModel, check_context_length
 
 Pooling = Literal["last", "mean"]
 PoolingRule = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
-_MAX_PENDING_BATCHES = 32
 
 
 def default_skip_tokens(pooling: str) -> int:
@@ -141,14 +141,16 @@ def check_pooled_tokens(tokenizer: Any, token_ids: Sequence[Sequence[int]], pool
 
 def forward_pooled(loaded: LoadedModel, batch: Sequence[Sequence[int]], layers: Sequence[int],
                    spec: PoolingSpec) -> torch.Tensor:
-    """One truncated forward over token-id lists -> pooled ``[B, n_layers, hidden]`` fp32 on the CPU."""
+    """One truncated forward over token-id lists -> pooled ``[B, n_layers, hidden]`` fp32 on the model's input
+    device. Nothing waits for it: on a GPU the pooling is queued behind the forward."""
     tokenizer: Any = loaded.tokenizer
     inputs = batch_inputs(batch, tokenizer.pad_token_id, tokenizer.padding_side, loaded.device)
     rule, slot = POOLINGS[spec.pooling], {layer: index for index, layer in enumerate(layers)}
-    pooled = torch.empty((len(batch), len(layers), loaded.hidden_size), dtype=torch.float32)
+    pooled = torch.empty((len(batch), len(layers), loaded.hidden_size), dtype=torch.float32, device=loaded.device)
 
     def on_residual(layer: int, hidden: torch.Tensor) -> None:
-        pooled[:, slot[layer]] = rule(hidden, inputs["attention_mask"], spec.skip).cpu()
+        mask = inputs["attention_mask"].to(hidden.device, non_blocking=True)  # a device_map may split the model
+        pooled[:, slot[layer]] = rule(hidden, mask, spec.skip).to(pooled.device, non_blocking=True)
 
     with capture_residuals(loaded.model, layers, on_residual, stop_after_last=True):
         truncated_forward(loaded.model, **inputs)
@@ -156,47 +158,66 @@ def forward_pooled(loaded: LoadedModel, batch: Sequence[Sequence[int]], layers: 
 
 
 class _PooledStream:
-    """Fixed batches of the sorted texts, filled from the cache or by forwarding the misses ``batch_size`` at a
-    time; a resumed run thus forwards exactly the batches a fresh run would, and sums match to the bit."""
+    """This rank's planned batches, each filled from the cache or by forwarding the texts it misses. The misses
+    are planned as the batches are (``batching.plan_batches``), so a fresh run, a resumed one and every rank of
+    a data-parallel run forward exactly the batches of a fresh single-process run: sums match to the bit."""
 
     def __init__(self, loaded: LoadedModel, texts: Sequence[str], token_ids: list[list[int]], key: CacheKey,
                  cache: ActivationCache | None, meter: _Meter) -> None:
         self.loaded, self.texts, self.token_ids, self.key, self.cache, self.meter = (
             loaded, texts, token_ids, key, cache, meter)
-        self.pending: deque[tuple[list[int], list[torch.Tensor | None]]] = deque()
-        self.misses: list[tuple[list[torch.Tensor | None], int, int]] = []
+        self.writer = CacheWriter(cache, key)
+        self.digests = [text_sha256(text) for text in texts] if cache is not None else []
 
-    def add(self, indices: list[int]) -> None:
-        """Queue one output batch: cached rows now, misses for the next forwards."""
-        rows: list[torch.Tensor | None] = [None] * len(indices)
-        if self.cache is not None:
-            rows = self.cache.lookup(self.key, [text_sha256(self.texts[index]) for index in indices])
-        self.pending.append((indices, rows))
-        self.misses += [(rows, slot, index) for slot, (index, row) in enumerate(zip(indices, rows)) if row is None]
-        self.meter.update(len(indices) - sum(row is None for row in rows), 0)
+    def run(self, batches: list[list[int]], batching: Batching) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """Yield ``(indices, pooled on the model's device)`` for each batch, in order."""
+        cached = self._cached([index for batch in batches for index in batch])
+        misses = [index for batch in batches for index in batch if index not in cached]
+        forwards = iter(plan_batches(misses, [len(ids) for ids in self.token_ids], batching))
+        rows: dict[int, torch.Tensor] = {}
+        try:
+            for batch in batches:
+                whole = None
+                while any(index not in rows and index not in cached for index in batch):
+                    todo = next(forwards)
+                    pooled = self._forward(todo)
+                    whole = pooled if todo == batch else None
+                    rows.update(zip(todo, pooled, strict=True))
+                yield batch, whole if whole is not None else self._assemble(batch, rows, cached)
+                for index in batch:
+                    rows.pop(index, None)
+        finally:
+            self.writer.flush(wait=True)
 
-    def forward(self, count: int) -> None:
-        """Forward the first ``count`` misses as one batch, store them in the cache, fill their rows."""
-        todo, self.misses[:count] = self.misses[:count], []
-        batch = [self.token_ids[index] for _, _, index in todo]
+    def _cached(self, indices: list[int]) -> set[int]:
+        if self.cache is None:
+            return set()
+        hits = self.cache.contains(self.key, [self.digests[index] for index in indices])
+        return {index for index, hit in zip(indices, hits, strict=True) if hit}
+
+    def _forward(self, todo: list[int]) -> torch.Tensor:
+        batch = [self.token_ids[index] for index in todo]
         pooled = forward_pooled(self.loaded, batch, self.key.layers, self.key.spec)
         if self.cache is not None:
-            self.cache.store(self.key, [text_sha256(self.texts[index]) for _, _, index in todo], pooled)
-        for (rows, slot, _), row in zip(todo, pooled):
-            rows[slot] = row
+            self.writer.add([self.digests[index] for index in todo], pooled)
         self.meter.update(len(todo), sum(len(ids) for ids in batch))
+        return pooled
 
-    def ready(self) -> Iterator[tuple[list[int], torch.Tensor]]:
-        """Complete batches from the front, in order (stacked into fresh tensors)."""
-        while self.pending and all(row is not None for row in self.pending[0][1]):
-            indices, rows = self.pending.popleft()
-            yield indices, torch.stack([row for row in rows if row is not None])
+    def _assemble(self, batch: list[int], rows: dict[int, torch.Tensor], cached: set[int]) -> torch.Tensor:
+        """A batch from forwarded rows and cache hits (read from disk, copied to the model's device)."""
+        if hits := [index for index in batch if index in cached and index not in rows]:
+            assert self.cache is not None
+            found = self.cache.lookup(self.key, [self.digests[index] for index in hits])
+            rows.update((index, row.to(self.loaded.device, non_blocking=True))
+                        for index, row in zip(hits, found, strict=True) if row is not None)
+            self.meter.update(len(hits), 0)
+        return torch.stack([rows[index] for index in batch])
 
 
 def _encoded(loaded: LoadedModel, texts: Sequence[str], layers: Sequence[int], spec: PoolingSpec,
-             batch_size: int) -> tuple[list[int], list[list[int]]]:
+             batching: Batching) -> tuple[list[int], list[list[int]]]:
     """Validate everything before any forward; returns (checked layers, token ids per text)."""
-    problems = spec.problems() + ([f"batch_size {batch_size} must be >= 1"] if batch_size < 1 else [])
+    problems = spec.problems() + batching.problems()
     if len(set(texts)) != len(texts):
         problems.append("texts must be distinct: deduplicate them first (pool_texts does)")
     if problems:
@@ -214,30 +235,29 @@ def iter_pooled(
     layers: Sequence[int],
     spec: PoolingSpec = PoolingSpec(),
     *,
-    batch_size: int = 8,
+    batch_size: int | None = None,
+    batch_tokens: int | None = None,
     cache: ActivationCache | None = None,
     progress: bool = False,
+    world: World = SINGLE,
 ) -> Iterator[tuple[list[int], torch.Tensor]]:
-    """Stream ``(indices into texts, pooled [B, n_layers, hidden] fp32)`` over distinct texts.
+    """Stream ``(indices into texts, pooled [B, n_layers, hidden] fp32 on the model's device)`` over distinct
+    texts.
 
-    Batches come in a fixed order (by token count, then text) with ``batch_size`` texts each, whatever the
-    input order and whichever rows came from ``cache``, so sums taken batch by batch are reproducible to the
-    bit. Texts missing from the cache are forwarded ``batch_size`` at a time and stored as each batch completes.
+    Batches come in a fixed order (by token count, then text), cut by ``batch_size`` texts and/or
+    ``batch_tokens`` padded tokens (``batching.plan_batches``; neither: the device's default, 8 texts on a CPU
+    and 8192 padded tokens on a GPU), whatever the input order and whichever rows came
+    from ``cache``, so sums taken batch by batch are reproducible to the bit. In a data-parallel ``world`` this
+    rank gets every ``world_size``-th batch. Texts missing from the cache are forwarded and stored as they come.
     """
-    checked, token_ids = _encoded(loaded, texts, layers, spec, batch_size)
+    batching = Batching(batch_size, batch_tokens).for_device(loaded.device.type)
+    checked, token_ids = _encoded(loaded, texts, layers, spec, batching)
     order = sorted(range(len(texts)), key=lambda index: (len(token_ids[index]), texts[index]))
+    batches = world.shard(plan_batches(order, [len(ids) for ids in token_ids], batching))
     key = CacheKey(loaded.fingerprint, tuple(checked), spec, loaded.dtype)
-    meter = _Meter(len(texts), progress)
-    stream = _PooledStream(loaded, texts, token_ids, key, cache, meter)
+    meter = _Meter(sum(len(batch) for batch in batches), progress, loaded.device)
     try:
-        for start in range(0, len(order), batch_size):
-            stream.add(order[start:start + batch_size])
-            while len(stream.misses) >= batch_size or (stream.misses and len(stream.pending) > _MAX_PENDING_BATCHES):
-                stream.forward(batch_size)
-            yield from stream.ready()
-        while stream.misses:
-            stream.forward(batch_size)
-        yield from stream.ready()
+        yield from _PooledStream(loaded, texts, token_ids, key, cache, meter).run(batches, batching)
     finally:
         meter.close()
 
@@ -245,8 +265,9 @@ def iter_pooled(
 class _Meter:
     """A tqdm bar over texts with tokens/s of the forward passes; silent unless asked and on a TTY."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.bar = tqdm(total=total, unit="text", desc="pooling", disable=None if enabled else True, leave=False)
+    def __init__(self, total: int, enabled: bool, device: torch.device) -> None:
+        self.bar = tqdm(total=total, unit="text", desc=f"pooling on {device}", disable=None if enabled else True,
+                        leave=False)
         self.tokens, self.start = 0, time.perf_counter()
 
     def update(self, texts: int, tokens: int) -> None:
@@ -265,15 +286,28 @@ def pool_texts(
     layers: Sequence[int],
     spec: PoolingSpec = PoolingSpec(),
     *,
-    batch_size: int = 8,
+    batch_size: int | None = None,
+    batch_tokens: int | None = None,
     cache: ActivationCache | None = None,
     progress: bool = False,
+    world: World = SINGLE,
 ) -> torch.Tensor:
-    """Pooled activations ``[len(texts), len(layers), hidden]`` fp32 in input order (one forward per unique text)."""
+    """Pooled activations ``[len(texts), len(layers), hidden]`` fp32 on the CPU in input order (one forward per
+    unique text). Each batch is copied off the device as it completes, without waiting for it. In a
+    data-parallel ``world`` each rank pools its shard and every rank gets the whole tensor."""
     unique = list(dict.fromkeys(texts))
-    out = torch.empty((len(unique), len(layers), loaded.hidden_size), dtype=torch.float32)
-    for indices, pooled in iter_pooled(loaded, unique, layers, spec, batch_size=batch_size, cache=cache,
-                                       progress=progress):
-        out[indices] = pooled
+    staged = torch.empty((len(unique), len(layers), loaded.hidden_size), dtype=torch.float32,
+                         pin_memory=loaded.device.type == "cuda")
+    filled: list[int] = []
+    for indices, pooled in iter_pooled(loaded, unique, layers, spec, batch_size=batch_size,
+                                       batch_tokens=batch_tokens, cache=cache, progress=progress, world=world):
+        staged[len(filled):len(filled) + len(indices)].copy_(pooled, non_blocking=True)
+        filled += indices
+    if loaded.device.type == "cuda":
+        torch.cuda.synchronize(loaded.device)
+    out = torch.zeros((len(unique), len(layers), loaded.hidden_size), dtype=torch.float32)
+    out[filled] = staged[:len(filled)]
+    if world.is_parallel:
+        out = sum_in_rank_order(world, [out])[0]  # every row is filled on exactly one rank, zero elsewhere
     position = {text: index for index, text in enumerate(unique)}
     return out[[position[text] for text in texts]]

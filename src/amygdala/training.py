@@ -22,17 +22,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from amygdala.activation_cache import ActivationCache
 from amygdala.artifact import LayerCurve, ModelIdentity, ReadoutArtifact, TrainingRecord
+from amygdala.batching import Batching
 from amygdala.directions import (
     DEFAULT_METHOD,
     DIRECTION_METHODS,
+    ConceptStats,
     MethodName,
     StatsAccumulator,
     calibrate,
     check_counts,
     compute_directions,
+    stats_device,
 )
+from amygdala.distributed import SINGLE, World, check_same_inputs, sum_in_rank_order
 from amygdala.errors import AmygdalaError
 from amygdala.examples import Example
 from amygdala.layer_selection import AutoLayers, select_layers, selection_problems
@@ -43,6 +49,7 @@ from amygdala.splits import LabelledTexts, labelled_texts
 logger = logging.getLogger(__name__)
 
 DEFAULT_DEPTHS = (0.4, 0.5667, 0.7333, 0.9)
+_ROWS_PER_ADD = 256  # texts per statistics batch when the pooled rows are already in memory
 
 
 class TrainError(AmygdalaError):
@@ -70,8 +77,12 @@ class TrainOptions:
     dtype: DtypeName | None = None
     """Forward-pass precision; must be the dtype the model was loaded in (None: whatever that is). Statistics
     are always fp64 and the artifact's vectors float32; the forward dtype is recorded in the training record."""
-    batch_size: int = 8
-    """Texts per forward pass."""
+    batch_size: int | None = None
+    """Most texts per forward pass; None: only ``batch_tokens`` caps a batch (both None: the device's default,
+    8 texts on a CPU, 8192 padded tokens on a GPU; ``batching.Batching.for_device``)."""
+    batch_tokens: int | None = None
+    """Most padded tokens (texts x the longest) per forward pass of the length-sorted texts, so short texts fill
+    a batch and a long one does not shrink the others'; None: only ``batch_size`` caps."""
     cache_dir: Path | None = None
     """Keep pooled per-text activations here (``ActivationCache``) so reruns skip the model and resume."""
     progress: bool = False
@@ -121,45 +132,86 @@ def _option_problems(loaded: LoadedModel, options: TrainOptions, data: LabelledT
         problems.append(str(exc))
     if options.method not in DIRECTION_METHODS:
         problems.append(f"method {options.method!r} is not one of {', '.join(DIRECTION_METHODS)}")
-    if options.batch_size < 1:
-        problems.append(f"batch_size {options.batch_size} must be >= 1")
+    problems += Batching(options.batch_size, options.batch_tokens).problems()
     if not data.texts:
         problems.append("no examples in the train split: run `amygdala extract` or check --emotions")
     return problems + options.pooling.problems()
 
 
-def _target_layers(loaded: LoadedModel, data: LabelledTexts, options: TrainOptions,
-                   cache: ActivationCache | None) -> tuple[list[int], LayerCurve | None]:
-    """The layers to train, and the selection curve when ``options`` ask for automatic layers."""
-    if not isinstance(options.target_layers, AutoLayers):
-        return sorted(options.target_layers or default_target_layers(loaded.n_layers)), None
-    curve = select_layers(loaded, data, options.target_layers, spec=options.pooling, method=options.method,
-                          batch_size=options.batch_size, cache=cache, progress=options.progress)
-    return list(curve.chosen), curve
+def _statistics(loaded: LoadedModel, data: LabelledTexts, options: TrainOptions, world: World,
+                cache: ActivationCache | None) -> tuple[ConceptStats, LayerCurve | None]:
+    """The fp64 sums at the target layers, on the statistics device, summed over the ranks of ``world``; and
+    the layer curve when the layers are chosen automatically (then taken from the selection's pooled texts,
+    which hold every layer: one forward per text)."""
+    device = stats_device(loaded.device)
+    if isinstance(options.target_layers, AutoLayers):
+        selection = select_layers(loaded, data, options.target_layers, spec=options.pooling, method=options.method,
+                                  batch_size=options.batch_size, batch_tokens=options.batch_tokens, cache=cache,
+                                  progress=options.progress, world=world)
+        layers = list(selection.curve.chosen)
+        accumulator = StatsAccumulator(data.concepts, layers, loaded.hidden_size, device)
+        for start in range(0, len(data.texts), _ROWS_PER_ADD):  # every rank holds every row: no sum over ranks
+            rows = slice(start, start + _ROWS_PER_ADD)
+            accumulator.add(selection.pooled[rows, layers], data.positive[rows], data.negative[rows])
+        return accumulator.freeze(), selection.curve
+    layers = sorted(options.target_layers or default_target_layers(loaded.n_layers))
+    accumulator = StatsAccumulator(data.concepts, layers, loaded.hidden_size, device)
+    for indices, pooled in iter_pooled(loaded, data.texts, layers, options.pooling, batch_size=options.batch_size,
+                                       batch_tokens=options.batch_tokens, cache=cache, progress=options.progress,
+                                       world=world):
+        accumulator.add(pooled, data.positive[indices], data.negative[indices])
+    return sum_over_ranks(accumulator.freeze(), world), None
 
 
-def train(loaded: LoadedModel, examples: Sequence[Example], options: TrainOptions = TrainOptions()) -> ReadoutArtifact:
-    """Train one unit readout vector per concept and target layer, calibrated on the training texts."""
+def sum_over_ranks(stats: ConceptStats, world: World) -> ConceptStats:
+    """The statistics of every rank's shard, summed in rank order (``stats`` itself in a single process)."""
+    if not world.is_parallel:
+        return stats
+    count = torch.tensor([stats.n_texts], dtype=torch.int64, device=stats.total_sum.device)
+    p_sum, n_sum, p_count, n_count, total, second, n_texts = sum_in_rank_order(world, [
+        stats.positive_sum, stats.negative_sum, stats.positive_count, stats.negative_count, stats.total_sum,
+        stats.second_moment, count])
+    return ConceptStats(stats.concepts, stats.layers, p_sum, n_sum, p_count, n_count, total, second,
+                        int(n_texts.item()))
+
+
+def _checked_data(loaded: LoadedModel, examples: Sequence[Example], options: TrainOptions,
+                  world: World) -> LabelledTexts:
+    """The train split, once every option and count is valid and every rank was given the same inputs."""
     data = training_texts(examples)
     if problems := _option_problems(loaded, options, data):
         raise TrainError("; ".join(problems))
     counts = data.counts()
     check_counts(data.concepts, [counts[c]["positive"] for c in data.concepts],
                  [counts[c]["negative"] for c in data.concepts])
+    check_same_inputs(world, "training data, model or options", {
+        "data": data_sha256(examples), "model": loaded.fingerprint, "dtype": loaded.dtype,
+        "options": [repr(options.target_layers), options.method, repr(options.pooling), options.batch_size,
+                    options.batch_tokens]})
+    return data
+
+
+def train(loaded: LoadedModel, examples: Sequence[Example], options: TrainOptions = TrainOptions(),
+          world: World = SINGLE) -> ReadoutArtifact:
+    """Train one unit readout vector per concept and target layer, calibrated on the training texts.
+
+    Statistics, directions and calibration are computed where the activations are (the model's device); only
+    the finished vectors and calibration move to the CPU. In a data-parallel ``world`` (``distributed``) each
+    rank forwards its shard of the texts, the ranks sum their statistics in rank order, and every rank returns
+    the same artifact.
+    """
+    data = _checked_data(loaded, examples, options, world)
     cache = ActivationCache(options.cache_dir) if options.cache_dir is not None else None
-    layers, curve = _target_layers(loaded, data, options, cache)
-    logger.info("training %d concepts on %d unique texts at layers %s", len(data.concepts), len(data.texts), layers)
-    accumulator = StatsAccumulator(data.concepts, layers, loaded.hidden_size)
-    for indices, pooled in iter_pooled(loaded, data.texts, layers, options.pooling, batch_size=options.batch_size,
-                                       cache=cache, progress=options.progress):
-        accumulator.add(pooled, data.positive[indices], data.negative[indices])
-    stats = accumulator.freeze()
+    logger.info("training %d concepts on %d unique texts on %s", len(data.concepts), len(data.texts), loaded.device)
+    stats, curve = _statistics(loaded, data, options, world, cache)
     vectors = compute_directions(stats, options.method)
+    calibration = calibrate(stats, vectors)
+    counts = data.counts()
     record = TrainingRecord(
         model=ModelIdentity(loaded.model_id, loaded.fingerprint, loaded.n_layers), method=options.method,
         pooling=options.pooling, forward_dtype=loaded.dtype,
         counts={concept: (row["positive"], row["negative"]) for concept, row in counts.items()},
         n_unique_texts=len(data.texts), data_sha256=data_sha256([e for e in examples if e.split == "train"]),
-        layer_curve=curve)
-    return ReadoutArtifact(data.concepts, tuple(layers), vectors, loaded.hidden_size, "float32",
-                           calibrate(stats, vectors), record)
+        layer_curve=curve, world_size=world.world_size)
+    return ReadoutArtifact(data.concepts, stats.layers, {layer: v.cpu() for layer, v in vectors.items()},
+                           loaded.hidden_size, "float32", calibration.to_cpu(), record)

@@ -42,6 +42,11 @@ class Calibration:
     mean: dict[int, torch.Tensor]
     std: dict[int, torch.Tensor]
 
+    def to_cpu(self) -> Calibration:
+        """The same tables on the CPU (training computes them where the activations are)."""
+        return Calibration({layer: t.cpu() for layer, t in self.mean.items()},
+                           {layer: t.cpu() for layer, t in self.std.items()})
+
 
 @dataclass(frozen=True)
 class ReadoutArtifact:

@@ -75,6 +75,9 @@ class TrainingRecord:
     split: str = "train"
     layer_curve: LayerCurve | None = None
     """The validation curve, when the layers were chosen automatically (``target_layers=AutoLayers(...)``)."""
+    world_size: int = 1
+    """Processes of a data-parallel run (torchrun) that trained it; written only when more than one, so a
+    single-process manifest keeps the 0.1.0 layout."""
 
 
 def record_fields(record: TrainingRecord) -> dict[str, Any]:
@@ -87,6 +90,8 @@ def record_fields(record: TrainingRecord) -> dict[str, Any]:
                      "max_length": spec.max_length, "split": record.split, "data_sha256": record.data_sha256,
                      "counts": {c: {"positive": p, "negative": n} for c, (p, n) in record.counts.items()},
                      "n_unique_texts": record.n_unique_texts}}
+    if record.world_size != 1:
+        fields["training"]["world_size"] = record.world_size
     if record.layer_curve is not None:
         fields["layer_selection"] = record.layer_curve.to_json()
     return fields
@@ -125,7 +130,9 @@ _TRAINING: Rules = (
     ("data_sha256", "a string", lambda v: isinstance(v, str)),
     ("counts", "an object of concept -> {positive, negative}", _is_counts),
     ("n_unique_texts", "a non-negative integer", _is_count),
+    ("world_size", "a positive integer", lambda v: _is_int(v) and v > 0),
 )
+_OPTIONAL_TRAINING = ("world_size",)
 _MODEL: Rules = (
     ("id", "a string", lambda v: isinstance(v, str)),
     ("fingerprint", "a string or null", lambda v: v is None or isinstance(v, str)),
@@ -156,7 +163,7 @@ def record_problems(manifest: Mapping[str, Any]) -> list[str]:
     """Every malformed record field of a manifest that has a ``training`` field (none without one)."""
     if "training" not in manifest:
         return []
-    every = tuple(name for name, _, _ in _TRAINING)
+    every = tuple(name for name, _, _ in _TRAINING if name not in _OPTIONAL_TRAINING)
     problems = _section_problems("training", manifest["training"], _TRAINING, every)
     problems += _section_problems("model", manifest.get("model"), _MODEL, ("id",))
     if manifest.get("layer_selection") is not None:
@@ -178,4 +185,5 @@ def record_from_manifest(manifest: Mapping[str, Any]) -> TrainingRecord | None:
         forward_dtype=training["forward_dtype"],
         counts={concept: (row["positive"], row["negative"]) for concept, row in training["counts"].items()},
         n_unique_texts=training["n_unique_texts"], data_sha256=training["data_sha256"], split=training["split"],
-        layer_curve=LayerCurve.from_json(curve) if curve is not None else None)
+        layer_curve=LayerCurve.from_json(curve) if curve is not None else None,
+        world_size=training.get("world_size", 1))

@@ -17,6 +17,7 @@ from amygdala.cli.errors import (
     UNEXPECTED_ERROR_EXIT,
     exit_code_of_usage,
     known_message,
+    rank_prefix,
 )
 
 __all__ = ["app", "main"]
@@ -39,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         if state.debug:
             raise
         if (message := known_message(exc)) is not None:
-            print(f"amygdala: error: {message}", file=sys.stderr)
+            print(f"amygdala: error: {rank_prefix()}{message}", file=sys.stderr)
             return KNOWN_ERROR_EXIT
-        print(f"amygdala: error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())} "
+        print(f"amygdala: error: {rank_prefix()}unexpected {type(exc).__name__}: {' '.join(str(exc).split())} "
               "(rerun with --debug for the traceback)", file=sys.stderr)
         return UNEXPECTED_ERROR_EXIT
     return code if isinstance(code, int) else 0

@@ -16,6 +16,8 @@ def demo_command(
     model: str = options.MODEL,
     graph: Path | None = typer.Option(None, "--memory-file", help="A memory-graph JSONL file (default: the bundled sample)."),
     target_layers: str | None = typer.Option(None, "--target-layers", help="Decoder blocks, or auto[:K] (default: 4 layers over 40-90% of the depth)."),
+    device: str | None = options.DEVICE,
+    dtype: str | None = options.FORWARD_DTYPE,
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
 ) -> None:
     """The main job on the embedded defaults: extract the bundled sample, train readout vectors, evaluate them."""
@@ -28,7 +30,7 @@ def demo_command(
     layers = options.parse_target_layers(target_layers)
     console = Console(stderr=True)
     console.print(f"[bold]amygdala demo[/bold]: extract -> train -> eval into {output_dir} (model: {model})")
-    demo = DemoOptions(output_dir=output_dir, model=model, graph=graph,
+    demo = DemoOptions(output_dir=output_dir, model=model, graph=graph, device=device, dtype=dtype,
                        train=TrainOptions(target_layers=layers, progress=not no_progress))
     with console.status("running extract, train and eval (the first run converts the model once, ~1 min)"):
         result = run_demo(demo)
@@ -36,7 +38,7 @@ def demo_command(
     assert record is not None  # train always records how it trained
     typer.echo(f"concepts ({len(result.artifact.concepts)}): {', '.join(result.artifact.concepts)}")
     typer.echo(f"layers: {list(result.artifact.layers)}  pooling: {record.pooling.pooling}  method: {record.method}  "
-               f"unique texts: {record.n_unique_texts}")
+               f"unique texts: {record.n_unique_texts}  device: {result.device} ({record.forward_dtype})")
     typer.echo("time: " + ", ".join(f"{stage} {value:.1f} s" for stage, value in result.seconds.items()))
     typer.echo(f"vectors:  {result.vectors_path}\nmanifest: {result.manifest_path}")
     Console().print(summary_table(result.evaluation))

@@ -9,12 +9,15 @@ What the user sees:
   traceback)`` and exit code 1.
 - ``Ctrl-C``: ``amygdala: interrupted`` and exit code 130.
 
+Under torchrun every rank reports its own errors, so each line names the rank (``[rank 1 of 2]``).
+
 With ``--debug`` known and unexpected errors propagate, so Python prints the full traceback.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 
 import click
 import typer
@@ -49,3 +52,9 @@ def exit_code_of_usage(exc: BaseException) -> int | None:
         exc.show()
         return int(getattr(exc, "exit_code", KNOWN_ERROR_EXIT))
     return None
+
+
+def rank_prefix(environ: Mapping[str, str] = os.environ) -> str:
+    """``[rank 1 of 2] `` in a process a launcher started (``RANK``, ``WORLD_SIZE``), else empty."""
+    rank, size = environ.get("RANK", ""), environ.get("WORLD_SIZE", "")
+    return f"[rank {rank} of {size}] " if rank.isdigit() and size.isdigit() and int(size) > 1 else ""

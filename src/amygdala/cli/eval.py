@@ -21,9 +21,11 @@ def eval_command(
     fail_under: float | None = typer.Option(None, "--fail-under", help="Exit 1 when the mean held-out AUROC at the artifact's layers is below this."),
     pooling: str | None = typer.Option(None, "--pooling", help="last or mean (default: as trained, from the manifest)."),
     skip_tokens: int | None = typer.Option(None, "--skip-tokens", help="With mean pooling (default: as trained)."),
+    device: str | None = options.DEVICE,
     dtype: str | None = typer.Option(None, "--dtype", help="Forward precision (default: as trained)."),
-    batch_size: int = options.BATCH_SIZE,
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Activation cache shared with `train --cache-dir`."),
+    batch_size: int | None = options.BATCH_SIZE,
+    batch_tokens: int | None = options.BATCH_TOKENS,
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Activation cache shared with `train --cache-dir`: the train texts are not forwarded again."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random baseline and the stability halves."),
     no_progress: bool = options.NO_PROGRESS,
 ) -> None:
@@ -36,16 +38,21 @@ def eval_command(
 
     if fail_under is not None and not 0 <= fail_under <= 1:
         raise typer.BadParameter(f"{fail_under} is not an AUROC: give a value in 0..1, e.g. 0.9", param_hint="--fail-under")
-    eval_options = EvalOptions(batch_size=batch_size, cache_dir=cache_dir, seed=seed, progress=not no_progress)
+    eval_options = EvalOptions(batch_size=batch_size, batch_tokens=batch_tokens, cache_dir=cache_dir, seed=seed,
+                               progress=not no_progress and options.is_main_rank())
     run = evaluate_files(vectors, training_data_dir, report_dir, eval_options, manifest=manifest, model=model,
-                         dtype=dtype, texts=texts, pooling=options.parse_pooling(pooling), skip_tokens=skip_tokens)
-    console = Console()
-    if run.artifact.record is not None and run.artifact.record.layer_curve is not None:
-        console.print(curve_table(run.artifact.record.layer_curve))
-    console.print(summary_table(run.evaluation))
-    typer.echo(f"report: {run.html_path}\njson:   {run.json_path}")
+                         dtype=dtype, device=device, texts=texts, pooling=options.parse_pooling(pooling),
+                         skip_tokens=skip_tokens)
     mean_auroc = run.evaluation.summary()["mean_auroc"]
-    if fail_under is not None and not mean_auroc >= fail_under:
-        typer.echo(f"amygdala: mean held-out AUROC {mean_auroc:.3f} at layers {list(run.artifact.layers)} is below "
-                   f"--fail-under {fail_under:g}", err=True)
+    failed = fail_under is not None and not mean_auroc >= fail_under  # every rank exits alike
+    if run.world.is_main:
+        console = Console()
+        if run.artifact.record is not None and run.artifact.record.layer_curve is not None:
+            console.print(curve_table(run.artifact.record.layer_curve))
+        console.print(summary_table(run.evaluation))
+        typer.echo(f"report: {run.html_path}\njson:   {run.json_path}  (pooled on {run.device})")
+        if failed:
+            typer.echo(f"amygdala: mean held-out AUROC {mean_auroc:.3f} at layers {list(run.artifact.layers)} is "
+                       f"below --fail-under {fail_under:g}", err=True)
+    if failed:
         raise typer.Exit(1)

@@ -16,13 +16,20 @@ if TYPE_CHECKING:  # the CLI starts without torch: stage modules are imported wh
 MODEL = typer.Option("default", "--model", help="'default' (embedded Gemma 3 270M), 'smollm2', an HF folder or a "
                      ".gguf file.")
 MANIFEST = typer.Option(None, "--manifest", help="Manifest path (default: <vectors>.json).")
-FORWARD_DTYPE = typer.Option("float32", "--dtype", help="Forward precision: float32, bf16 or fp16.")
-DEVICE = typer.Option("cpu", "--device", help="cpu, cuda, mps...")
+FORWARD_DTYPE = typer.Option(None, "--dtype", help="Forward precision: float32, bf16 or fp16 (default: bf16 on a GPU, "
+                             "float32 on a CPU).")
+DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (default: cuda if available, else cpu; under "
+                      "torchrun each rank takes cuda:LOCAL_RANK).")
 STEER = typer.Option(None, "--steer", help="concept=alpha (repeatable): add alpha x (mean residual norm on the "
                      "prompt) x the concept's unit vector at each steered layer.")
 STEER_LAYER = typer.Option(None, "--steer-layer", help="Layer that steers (repeatable; default: every hooked layer).")
-BATCH_SIZE = typer.Option(8, "--batch-size", help="Texts per forward pass.")
+BATCH_SIZE = typer.Option(None, "--batch-size", help="Most texts per forward pass (default: 8 on a CPU; on a GPU "
+                          "--batch-tokens caps instead).")
+BATCH_TOKENS = typer.Option(None, "--batch-tokens", help="Most padded tokens (texts x the longest) per forward pass of "
+                            "the length-sorted texts (default: 8192 on a GPU; none on a CPU).")
 NO_PROGRESS = typer.Option(False, "--no-progress", help="No progress bar.")
+#: Commands that hand the arguments they do not know to a script (``amygdala bench ...``).
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 def parse_target_layers(value: str | None) -> tuple[int, ...] | AutoLayers | None:
@@ -83,11 +90,26 @@ def parse_names(value: str | None) -> tuple[str, ...] | None:
     return names or None
 
 
+def is_main_rank() -> bool:
+    """False in the ranks > 0 of a torchrun / accelerate launch (they draw no progress bars, print no summary)."""
+    import os
+
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
+def benchmark_script(command: str) -> Path:
+    """``benchmarks/bench_<command>.py`` of the source checkout this package runs from (src/amygdala/... ->
+    the repository root); the benchmarks are not installed with the package."""
+    script = Path(__file__).resolve().parents[3] / "benchmarks" / f"bench_{command}.py"
+    if not script.exists():
+        raise FileNotFoundError(f"{script} not found: run `amygdala bench {command}` from a source checkout")
+    return script
+
+
 def run_benchmark(command: str, argv: list[str]) -> None:
     """Run ``benchmarks/bench_<command>.py`` of the source checkout (not installed with the package)."""
     import runpy
 
-    script = Path(__file__).resolve().parents[3] / "benchmarks" / f"bench_{command}.py"
-    if not script.exists():
-        raise FileNotFoundError(f"{script} not found: run `amygdala bench {command}` from a source checkout")
-    runpy.run_path(str(script), run_name=f"bench_{command}")["main"](argv)
+    code = runpy.run_path(str(benchmark_script(command)), run_name=f"bench_{command}")["main"](argv)
+    if code:
+        raise typer.Exit(int(code))

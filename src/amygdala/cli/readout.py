@@ -15,8 +15,8 @@ def readout_command(
     vectors: Path = typer.Option(..., "--vectors", help="readout.safetensors (its readout.json manifest beside it)."),
     manifest: Path | None = options.MANIFEST,
     model: str = options.MODEL,
-    dtype: str = options.FORWARD_DTYPE,
-    device: str = options.DEVICE,
+    dtype: str | None = options.FORWARD_DTYPE,
+    device: str | None = options.DEVICE,
     input_path: str = typer.Option(..., "--input", help="Texts: JSONL lines {\"id\"?, \"text\"} or plain lines; - reads stdin."),
     output: Path = typer.Option(..., "--output", help="JSONL, one line per input text (written atomically)."),
     per_token: bool = typer.Option(False, "--per-token", help="Write every token's readout, not one pooled readout."),
@@ -48,13 +48,15 @@ def readout_command(
     shape = "per token" if per_token else f"{run.spec.pooling} pooling"
     typer.echo(f"read out {len(run.items)} texts ({tokens} tokens) x {len(run.artifact.concepts)} concepts x "
                f"{len(run.artifact.layers)} layers {list(run.artifact.layers)}, {shape}{', z-scored' if zscore else ''} "
-               f"-> {output}" + (f", {html_path}" if html_path else ""))
+               f"-> {output}" + (f", {html_path}" if html_path else "") + f" (on {run.device})")
 
 
-@bench_app.command("readout")
+@bench_app.command("readout", context_settings=options.PASS_THROUGH)
 def bench_readout_command(
+    context: typer.Context,
     quick: bool = typer.Option(False, "--quick", help="Fewer tokens: a smoke run, not the reported figures."),
     model: str = typer.Option("default", "--model", help="Model to serve ('default', 'smollm2', ...)."),
 ) -> None:
-    """Per-token decode latency of the server with readout on vs off; the last line is one JSON object."""
-    options.run_benchmark("readout", (["--quick"] if quick else []) + ["--model", model])
+    """Per-token decode latency of the server with readout on vs off (other arguments go to
+    benchmarks/bench_readout.py); the last line is one JSON object."""
+    options.run_benchmark("readout", [*(["--quick"] if quick else []), "--model", model, *context.args])

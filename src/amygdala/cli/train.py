@@ -20,7 +20,8 @@ def _summary(run: TrainRun) -> str:
     counts = ", ".join(f"{concept} {positive}/{negative}" for concept, (positive, negative) in record.counts.items())
     lines = [f"trained {len(artifact.concepts)} concepts x {len(artifact.layers)} layers {list(artifact.layers)} "
              f"on {record.n_unique_texts} unique texts in {run.seconds:.1f} s "
-             f"({record.method}, {record.pooling.pooling} pooling, {record.forward_dtype} forward)",
+             f"({record.method}, {record.pooling.pooling} pooling, {record.forward_dtype} forward on {run.device}"
+             + (f", data-parallel over {run.world.world_size} ranks)" if run.world.is_parallel else ")"),
              f"counts (positive/negative): {counts if len(counts) < 400 else counts[:400] + ' ...'}",
              f"vectors:  {run.vectors_path}", f"manifest: {run.manifest_path}"]
     return "\n".join(lines + ([f"eLH:      {run.elh_path}"] if run.elh_path else []))
@@ -33,8 +34,10 @@ def train_command(
     target_layers: str | None = typer.Option(None, "--target-layers", help="Decoder blocks, e.g. 5,9,12,15 (layer_<idx> = output of block idx), or auto[:K]: the K (default 4) best by validation AUROC on the train split. Default: 4 layers over 40-90% of the depth."),
     output: Path = typer.Option(Path("readout.safetensors"), "--output", help="Vectors file; readout.json goes beside it."),
     manifest: Path | None = typer.Option(None, "--manifest", help="Manifest path (default: <output>.json)."),
-    dtype: str = typer.Option("float32", "--dtype", help="Forward precision: float32, bf16 or fp16 (statistics stay fp64)."),
-    batch_size: int = options.BATCH_SIZE,
+    device: str | None = options.DEVICE,
+    dtype: str | None = typer.Option(None, "--dtype", help="Forward precision: float32, bf16 or fp16 (default: bf16 on a GPU, float32 on a CPU; statistics stay fp64)."),
+    batch_size: int | None = options.BATCH_SIZE,
+    batch_tokens: int | None = options.BATCH_TOKENS,
     pooling: str = typer.Option("mean", "--pooling", help="mean (non-pad tokens after --skip-tokens) or last (last non-pad token)."),
     skip_tokens: int | None = typer.Option(None, "--skip-tokens", help="With --pooling mean: skip each text's first K tokens (BOS counts as one). Default: 1 for mean, 0 for last."),
     method: str = typer.Option("lda_diagonal", "--method", help="Direction method: diff_of_means, mean_centered, lda or lda_diagonal."),
@@ -52,7 +55,6 @@ def train_command(
     from amygdala.directions import MethodName
     from amygdala.pipeline import train_files
     from amygdala.pooling import Pooling, PoolingSpec
-    from amygdala.report import curve_table
     from amygdala.training import TrainOptions
 
     layers = options.parse_target_layers(target_layers)
@@ -60,19 +62,27 @@ def train_command(
         raise typer.BadParameter(f"{layout!r} is not 'layers' or 'eLH'", param_hint="--format")
     spec = PoolingSpec(cast(Pooling, pooling), skip_tokens, chat_template, max_length)
     train_options = TrainOptions(target_layers=layers, pooling=spec, method=cast(MethodName, method),
-                                 batch_size=batch_size, cache_dir=cache_dir, progress=not no_progress)
-    run = train_files(training_data_dir, output, train_options, model=model, dtype=dtype,
+                                 batch_size=batch_size, batch_tokens=batch_tokens, cache_dir=cache_dir,
+                                 progress=not no_progress and options.is_main_rank())
+    run = train_files(training_data_dir, output, train_options, model=model, dtype=dtype, device=device,
                       device_map=options.parse_device_map(device_map), emotions=options.parse_names(emotions),
                       manifest=manifest, write_elh=layout == "eLH")
+    if not run.world.is_main:  # rank 0 reports for the whole data-parallel run
+        return
     if run.artifact.record is not None and run.artifact.record.layer_curve is not None:
+        from amygdala.report import curve_table
+
         Console().print(curve_table(run.artifact.record.layer_curve))
     typer.echo(_summary(run))
 
 
-@bench_app.command("train")
+@bench_app.command("train", context_settings=options.PASS_THROUGH)
 def bench_train_command(
+    context: typer.Context,
     quick: bool = typer.Option(False, "--quick", help="Fewer examples: a smoke run, not the reported figures."),
     threads: int = typer.Option(0, "--threads", help="torch threads (0: torch's default)."),
 ) -> None:
-    """Train-stage benchmark on the embedded model (CPU); the last line is one JSON object."""
-    options.run_benchmark("train", [*(["--quick"] if quick else []), "--threads", str(threads)])
+    """Train-stage benchmark (train vs a bare forward; any other arguments, e.g. --device cuda --random-model
+    qwen3-32b, go to benchmarks/bench_train.py: `amygdala bench train -- --help` lists them); the last line is
+    one JSON object."""
+    options.run_benchmark("train", [*(["--quick"] if quick else []), "--threads", str(threads), *context.args])

@@ -44,11 +44,12 @@ def serve_forever(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000, op
 
 
 def serve_model(model: str, vectors: Path | None, options: ServeOptions, *, manifest: Path | None = None,
-                dtype: str = "float32", device: str = "cpu", host: str = "127.0.0.1", port: int = 8000,
+                dtype: str | None = None, device: str | None = None, host: str = "127.0.0.1", port: int = 8000,
                 announce: Callable[[str], None] = logger.info) -> None:
     """``amygdala serve``: check the address and the artifact before loading the model, then serve until
     interrupted; ``announce`` gets one line saying what is served where."""
     from amygdala.artifact import load_artifact
+    from amygdala.devices import describe, resolve_device, resolve_dtype
     from amygdala.models import load_model
     from amygdala.readout import ReadoutOptions, check_options
     from amygdala.serve.app import create_app
@@ -58,9 +59,11 @@ def serve_model(model: str, vectors: Path | None, options: ServeOptions, *, mani
     artifact = load_artifact(vectors, manifest) if vectors is not None else None
     if artifact is not None:
         check_options(artifact, ReadoutOptions(steer=options.steer, steer_layers=options.steer_layers))
-    loaded = load_model(model, dtype=dtype, device=device)
+    target = resolve_device(device)
+    loaded = load_model(model, dtype=resolve_dtype(dtype, target), device=str(target))
     engine = Engine(loaded, artifact, max_queued_jobs=options.max_queued_jobs)  # refuses a misfit, before binding
-    announce(f"serving {loaded.model_id} as {options.model_name!r} on http://{host}:{port}/v1 "
+    announce(f"serving {loaded.model_id} ({loaded.dtype} on {describe(target)}) as {options.model_name!r} on "
+             f"http://{host}:{port}/v1 "
              + (f"with {len(artifact.concepts)} concepts x layers {list(artifact.layers)}" if artifact
                 else "without vectors (no readout)")
              + (f"; live page on http://{host}:{port}/ui" if options.ui else ""))
