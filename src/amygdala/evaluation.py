@@ -53,6 +53,7 @@ from amygdala.readout import (
     Projector,
     ReadoutOptions,
     TextReadout,
+    calibrated,
     project_pooled,
     projector_for,
     read_text,
@@ -222,14 +223,6 @@ def _crosstalk(vectors: torch.Tensor, layer: int, concepts: Sequence[str], optio
     return CrossTalk(layer, tuple(tuple(row) for row in cosine.tolist()), tuple(explained), pairs, flagged)
 
 
-def _calibrated(projector: Projector, train_pooled: torch.Tensor) -> Projector:
-    """The projector with the manifest's calibration, else the mean and std of the projections of the train texts."""
-    if projector.mean is not None and projector.std is not None:
-        return projector
-    raw = project_pooled(train_pooled, projector, zscore=False)
-    return replace(projector, mean=raw.mean(dim=0), std=raw.std(dim=0, correction=0))
-
-
 def evaluate(loaded: LoadedModel, artifact: ReadoutArtifact, examples: Sequence[Example],
              options: EvalOptions = EvalOptions(), texts: Sequence[tuple[str, str]] = (),
              world: World = SINGLE) -> Evaluation:
@@ -251,7 +244,7 @@ def evaluate(loaded: LoadedModel, artifact: ReadoutArtifact, examples: Sequence[
                         batch_tokens=options.batch_tokens, progress=options.progress, world=world,
                         cache=ActivationCache(options.cache_dir) if options.cache_dir else None)
     held, fit = pooled[:len(heldout.texts)], pooled[len(heldout.texts):]
-    projector = _calibrated(projector_for(artifact), fit)
+    projector = calibrated(projector_for(artifact), fit)  # the manifest's, else the train texts'
     raw, z = project_pooled(held, projector, zscore=False), project_pooled(held, projector, zscore=True)
     random = random_unit_directions(len(layers), len(concepts), loaded.hidden_size, options.seed)
     baseline = project_pooled(held, Projector(concepts, layers, random, None, None), zscore=False)
