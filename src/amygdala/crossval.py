@@ -103,14 +103,20 @@ class CrossValidation:
                 "n_nodes": self.n_nodes, "n_boot": self.n_boot}
 
 
+def fold_problems(keys: Sequence[str], folds: int, name: str = "folds") -> list[str]:
+    """What keeps ``keys`` from being dealt into ``folds`` parts (``name``: how the caller calls the count)."""
+    problems = []
+    if folds < 2:
+        problems.append(f"{name} {folds} must be >= 2 (each part is scored by vectors fitted on the others)")
+    if folds > len(set(keys)):
+        problems.append(f"{name} {folds} is more than the {len(set(keys))} node(s) to deal into them: lower it")
+    return problems
+
+
 def cv_problems(pooled: torch.Tensor, data: LabelledTexts, keys: Sequence[str], layers: Sequence[int],
                 folds: int) -> list[str]:
     """What makes the cross-validation impossible (empty when nothing), before any fitting."""
-    problems = []
-    if folds < 2:
-        problems.append(f"folds={folds} must be >= 2 (each part is scored by vectors fitted on the others)")
-    if folds > len(set(keys)):
-        problems.append(f"folds={folds} is more than the {len(set(keys))} node(s) to deal into them: lower --folds")
+    problems = fold_problems(keys, folds)
     if not len(keys) == len(data.texts) == pooled.shape[0]:
         problems.append(f"{pooled.shape[0]} pooled rows, {len(data.texts)} texts and {len(keys)} keys must match")
     if pooled.dim() != 3 or pooled.shape[1] != len(layers):
