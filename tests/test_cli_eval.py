@@ -72,3 +72,37 @@ def test_cli_eval_rejects_bad_input_in_one_line(trained: tuple[Path, Path], tmp_
     assert main(["eval", "--vectors", str(tmp_path / "missing.safetensors"), "--training-data-dir", str(data)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not exist" in err[0]
+
+
+def test_cli_eval_folds_writes_cross_validation_with_intervals(trained: tuple[Path, Path], tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    data, vectors = trained
+    code = main(["eval", "--vectors", str(vectors), "--training-data-dir", str(data), "--report-dir",
+                 str(tmp_path / "report"), "--folds", "3", "--fail-under", "0.5", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    crossval = report["crossval"]
+    assert (crossval["folds"], crossval["n_texts"], crossval["n_nodes"]) == (3, 22, 22)
+    assert [c["concept"] for c in crossval["per_concept"]] == ["anger", "fear", "joy"]
+    for figure in [c["auroc"] for c in crossval["per_concept"]] + [
+            {"estimate": crossval[name], "low": crossval[f"{name}_ci"][0], "high": crossval[f"{name}_ci"][1]}
+            for name in ("mean_auroc", "top1", "top3", "random_mean_auroc")]:
+        assert figure["low"] <= figure["estimate"] <= figure["high"]
+    assert crossval["mean_auroc"] > crossval["random_mean_auroc"]
+    assert report["options"]["folds"] == 3 and report["valence_check"] is None
+    assert "3-fold cross-validation by node" in out and "mean AUROC" in out
+    assert "3-fold cross-validation by node" in (tmp_path / "report" / "report.html").read_text()
+
+
+@pytest.mark.parametrize(("folds", "message"), [("1", "--folds 1 must be >= 2"),
+                                                 ("23", "--folds 23 is more than the 22 node(s)")])
+def test_cli_eval_rejects_impossible_folds_in_one_line(trained: tuple[Path, Path], tmp_path: Path, folds: str,
+                                                       message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    data, vectors = trained
+    code = main(["eval", "--vectors", str(vectors), "--training-data-dir", str(data), "--report-dir",
+                 str(tmp_path / "report"), "--folds", folds, "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "report").exists()

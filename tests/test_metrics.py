@@ -56,3 +56,26 @@ def test_filtered_ranks_ignore_the_texts_other_positive_concepts() -> None:
     truths, ranks, picks = filtered_ranks(z, data)
     # text 0: concept 0 loses only to concept 2 (concept 1 is also its label); concept 1 wins outright
     assert (truths, ranks, picks) == ([0, 1, 1], [2, 1, 2], [2, 1, 2])
+
+
+def test_weighted_auroc_equals_roc_auc_score_on_the_repeated_texts() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from amygdala.metrics import bootstrap_weights, weighted_auroc
+
+    rng = np.random.default_rng(3)
+    scores = torch.tensor(rng.integers(0, 6, size=30).astype(float))  # ties on purpose
+    positive = torch.tensor(rng.random(30) < 0.4)
+    negative = ~positive
+    keys = [f"node-{i // 3}" for i in range(30)]
+    weights = bootstrap_weights(keys, 20, seed=0)
+    assert torch.equal(weights[:, 0], weights[:, 2]), "a node's texts are drawn together"
+    assert torch.allclose(weights.sum(dim=1), torch.full((20,), 30.0, dtype=torch.float64))
+    replicates = weighted_auroc(scores, positive, negative, weights)
+    for weight, replicate in zip(weights, replicates):
+        repeat = weight.long()
+        labels, values = positive.repeat_interleave(repeat), scores.repeat_interleave(repeat)
+        if labels.all() or not labels.any():
+            assert math.isnan(replicate)
+        else:
+            assert float(replicate) == pytest.approx(roc_auc_score(labels.numpy(), values.numpy()))

@@ -20,6 +20,15 @@ z-scored by ``readout.project_pooled``, the projection the offline readout and t
   hidden dimensions as samples; R² = 1 - |v - fit|² / |v|²).
 - **stability**, per concept and layer: the cosine between vectors trained with the artifact's method on two
   disjoint halves of the ``train`` split (split by node key, seeded).
+
+Optional, from the same single pooling pass (one forward per unique text for everything):
+
+- ``folds``: K-fold cross-validation by node over both splits with the artifact's method (``crossval``): per
+  concept AUROC, top-1/top-3 and the random baseline, each with a bootstrap 95% CI;
+- ``valence_check``: the artifact's vectors against human valence ratings of real sentences (``valence``);
+- the **lexical control** (always, for the concepts the bundled control set covers): the false-positive rate of
+  texts that name a concept without expressing it, at the threshold of 90% true positives (``lexical_control``),
+  on the held-out mean z, or on the out-of-fold mean z with ``folds``.
 """
 
 from __future__ import annotations
@@ -35,10 +44,12 @@ import torch
 
 from amygdala.activation_cache import ActivationCache
 from amygdala.artifact import ReadoutArtifact, check_fits_model
+from amygdala.crossval import DEFAULT_N_BOOT, CrossValidation, cross_validate, fold_problems
 from amygdala.directions import DEFAULT_METHOD, DIRECTION_METHODS, fit_directions, stats_device
 from amygdala.distributed import SINGLE, World, check_same_inputs
 from amygdala.errors import AmygdalaError
 from amygdala.examples import Example
+from amygdala.lexical_control import LexicalControl, control_texts, lexical_control
 from amygdala.metrics import (
     cosine_matrix,
     explained_by_others,
@@ -53,12 +64,14 @@ from amygdala.readout import (
     Projector,
     ReadoutOptions,
     TextReadout,
+    calibrated,
     project_pooled,
     projector_for,
     read_text,
     warn_if_other_model,
 )
 from amygdala.splits import LabelledTexts, key_folds, labelled_texts
+from amygdala.valence import RatedSentences, ValenceCheck, rated_sentences, valence_check
 
 
 class EvalError(AmygdalaError):
@@ -89,6 +102,12 @@ class EvalOptions:
     """Reuse pooled activations stored here (the same cache ``train --cache-dir`` writes)."""
     progress: bool = False
     """Show a progress bar while pooling."""
+    folds: int | None = None
+    """Also cross-validate by node over both splits with this many folds (>= 2); None: the held-out split only."""
+    n_boot: int = DEFAULT_N_BOOT
+    """Bootstrap resamples behind each 95% confidence interval (cross-validation, valence check)."""
+    valence_check: bool = False
+    """Also run the valence check on the bundled human-rated sentences (``valence``)."""
 
     def resolved(self, artifact: ReadoutArtifact) -> EvalOptions:
         """These options with ``pooling`` and ``method`` set, from ``artifact``'s training record where None."""
@@ -164,6 +183,9 @@ class Evaluation:
     readouts: tuple[TextReadout, ...] = field(default=())
     readout_labels: tuple[str, ...] = field(default=())
     readouts_zscored: bool = False
+    crossval: CrossValidation | None = None
+    valence: ValenceCheck | None = None
+    lexical: LexicalControl | None = None
 
     def summary(self) -> dict[str, Any]:
         """Mean and min held-out AUROC over every (concept, layer) of the artifact, the random baseline's mean,
@@ -187,8 +209,10 @@ def _nanmean(values: Sequence[float]) -> float:
     return sum(kept) / len(kept) if kept else math.nan
 
 
-def _check_inputs(artifact: ReadoutArtifact, heldout: LabelledTexts, train: LabelledTexts,
-                  options: EvalOptions) -> None:
+def check_inputs(artifact: ReadoutArtifact, examples: Sequence[Example], options: EvalOptions) -> None:
+    """Every problem of evaluating ``artifact`` on ``examples`` with ``options``, as one ``EvalError``, before
+    any model work."""
+    heldout, train = (labelled_texts(examples, artifact.concepts, split) for split in ("heldout", "train"))
     problems = []
     counts = heldout.positive.sum(dim=0) + train.positive.sum(dim=0)
     if missing := [concept for concept, count in zip(artifact.concepts, counts.tolist()) if count == 0]:
@@ -198,6 +222,8 @@ def _check_inputs(artifact: ReadoutArtifact, heldout: LabelledTexts, train: Labe
         problems.append("no examples in the heldout split: extract with --heldout-fraction > 0")
     if (options.method or DEFAULT_METHOD) not in DIRECTION_METHODS:
         problems.append(f"method {options.method!r} is not one of {', '.join(DIRECTION_METHODS)}")
+    if options.folds is not None:
+        problems += fold_problems(labelled_texts(examples, artifact.concepts, None).keys, options.folds, "--folds")
     if problems:
         raise EvalError("evaluation inputs: " + "; ".join(problems))
 
@@ -222,12 +248,47 @@ def _crosstalk(vectors: torch.Tensor, layer: int, concepts: Sequence[str], optio
     return CrossTalk(layer, tuple(tuple(row) for row in cosine.tolist()), tuple(explained), pairs, flagged)
 
 
-def _calibrated(projector: Projector, train_pooled: torch.Tensor) -> Projector:
-    """The projector with the manifest's calibration, else the mean and std of the projections of the train texts."""
-    if projector.mean is not None and projector.std is not None:
-        return projector
-    raw = project_pooled(train_pooled, projector, zscore=False)
-    return replace(projector, mean=raw.mean(dim=0), std=raw.std(dim=0, correction=0))
+def _pooled_rows(loaded: LoadedModel, groups: Sequence[Sequence[str]], layers: Sequence[int],
+                 options: EvalOptions, world: World) -> list[torch.Tensor]:
+    """Pooled activations of each group of texts, from one pass over their union (one forward per unique text)."""
+    unique = list(dict.fromkeys(text for group in groups for text in group))
+    pooled = pool_texts(loaded, unique, layers, options.spec, batch_size=options.batch_size,
+                        batch_tokens=options.batch_tokens, progress=options.progress, world=world,
+                        cache=ActivationCache(options.cache_dir) if options.cache_dir else None)
+    row = {text: index for index, text in enumerate(unique)}
+    return [pooled[[row[text] for text in group]] for group in groups]
+
+
+@dataclass(frozen=True)
+class _Checks:
+    crossval: CrossValidation | None
+    valence: ValenceCheck | None
+    lexical: LexicalControl | None
+
+
+def _checks(artifact: ReadoutArtifact, everything: LabelledTexts, pooled: list[torch.Tensor],
+            heldout: LabelledTexts, held_z: torch.Tensor, projector: Projector, corpus: RatedSentences | None,
+            options: EvalOptions, device: torch.device) -> _Checks:
+    """Cross-validation, valence check and lexical control on the pooled (all texts, control, corpus) rows."""
+    all_pooled, control_pooled, corpus_pooled = pooled
+    control = control_texts(artifact.concepts)
+    crossval = None
+    if options.folds is not None:
+        method = options.method or DEFAULT_METHOD
+        crossval = cross_validate(all_pooled, everything, everything.keys, artifact.layers, folds=options.folds,
+                                  seed=options.seed, n_boot=options.n_boot, extra=control_pooled,
+                                  fit=lambda p, d: fit_directions(p, d, artifact.layers, method, device))
+    lexical = None
+    if control:
+        if crossval is not None and crossval.extra_z is not None:
+            lexical = lexical_control(crossval.scores, everything, crossval.extra_z.mean(dim=1), control)
+        else:
+            control_z = project_pooled(control_pooled, projector, zscore=True).mean(dim=1)
+            lexical = lexical_control(held_z.mean(dim=1), heldout, control_z, control)
+    valence = None if corpus is None else valence_check(artifact.vectors, artifact.concepts, artifact.layers,
+                                                        corpus_pooled, corpus, n_boot=options.n_boot,
+                                                        seed=options.seed)
+    return _Checks(crossval, valence, lexical)
 
 
 def evaluate(loaded: LoadedModel, artifact: ReadoutArtifact, examples: Sequence[Example],
@@ -241,17 +302,18 @@ def evaluate(loaded: LoadedModel, artifact: ReadoutArtifact, examples: Sequence[
     warn_if_other_model(loaded, artifact)
     options = options.resolved(artifact)
     concepts, layers = artifact.concepts, artifact.layers
+    check_inputs(artifact, examples, options)
     heldout, train = (labelled_texts(examples, concepts, split) for split in ("heldout", "train"))
-    _check_inputs(artifact, heldout, train, options)
+    everything = labelled_texts(examples, concepts, None)
+    corpus = rated_sentences() if options.valence_check else None
+    groups = [heldout.texts, train.texts, everything.texts if options.folds else (),
+              [item.text for item in control_texts(concepts)], corpus.texts if corpus else ()]
     check_same_inputs(world, "examples, vectors, model or options", {
-        "texts": hashlib.sha256("\n".join(heldout.texts + train.texts).encode()).hexdigest(),
+        "texts": hashlib.sha256("\n".join(text for group in groups for text in group).encode()).hexdigest(),
         "vectors": [artifact.concepts, artifact.layers], "model": loaded.fingerprint,
         "options": [repr(options.spec), options.batch_size, options.batch_tokens]})
-    pooled = pool_texts(loaded, heldout.texts + train.texts, layers, options.spec, batch_size=options.batch_size,
-                        batch_tokens=options.batch_tokens, progress=options.progress, world=world,
-                        cache=ActivationCache(options.cache_dir) if options.cache_dir else None)
-    held, fit = pooled[:len(heldout.texts)], pooled[len(heldout.texts):]
-    projector = _calibrated(projector_for(artifact), fit)
+    held, fit, *rest = _pooled_rows(loaded, groups, layers, options, world)
+    projector = calibrated(projector_for(artifact), fit)  # the manifest's, else the train texts'
     raw, z = project_pooled(held, projector, zscore=False), project_pooled(held, projector, zscore=True)
     random = random_unit_directions(len(layers), len(concepts), loaded.hidden_size, options.seed)
     baseline = project_pooled(held, Projector(concepts, layers, random, None, None), zscore=False)
@@ -266,7 +328,8 @@ def evaluate(loaded: LoadedModel, artifact: ReadoutArtifact, examples: Sequence[
                                      int(heldout.positive[:, c].sum()), int(heldout.negative[:, c].sum()))
                    for c, concept in enumerate(concepts)]
     rankings = [_ranking(z[:, i], heldout, layer) for i, layer in enumerate(layers)]
-    phi = phi_matrix(labelled_texts(examples, concepts, None).positive)
+    phi = phi_matrix(everything.positive)
+    checks = _checks(artifact, everything, rest, heldout, z, projector, corpus, options, stats_device(loaded.device))
     readouts = [read_text(loaded, artifact, text, ReadoutOptions(zscore=artifact.calibration is not None),
                           spec=options.spec) for _, text in texts]
     return Evaluation(loaded.model_id, concepts, layers, options, tuple(sorted(scores, key=lambda s: s.concept)),
@@ -274,4 +337,4 @@ def evaluate(loaded: LoadedModel, artifact: ReadoutArtifact, examples: Sequence[
                       tuple(_crosstalk(projector.vectors[i], layer, concepts, options)
                             for i, layer in enumerate(layers)),
                       len(heldout.texts), len(train.texts), tuple(readouts), tuple(label for label, _ in texts),
-                      artifact.calibration is not None)
+                      artifact.calibration is not None, checks.crossval, checks.valence, checks.lexical)

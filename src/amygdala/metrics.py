@@ -4,12 +4,16 @@
   (``sklearn.metrics.roc_auc_score``; Cohen's d with the pooled n-1 standard deviation);
 - ``filtered_ranks``: the rank of the true concept among all concepts, not counting the text's other positives;
 - ``cosine_matrix``, ``phi_matrix``, ``explained_by_others``: cross-talk between concept vectors and labels;
-- ``random_unit_directions``: the seeded chance baseline.
+- ``random_unit_directions``: the seeded chance baseline;
+- ``bootstrap_weights`` / ``weighted_auroc`` / ``percentile_interval``: the node bootstrap behind every 95%
+  confidence interval (resampling nodes, not texts, since one node's texts are not independent).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -92,3 +96,45 @@ def explained_by_others(vectors: torch.Tensor, alpha: float) -> list[float]:
         residual = matrix[c] - fit.predict(others)
         explained.append(float(1 - residual @ residual / (matrix[c] @ matrix[c])))
     return explained
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate and its bootstrap 95% confidence interval (percentiles 2.5 and 97.5; NaN: unmeasured)."""
+
+    estimate: float
+    low: float
+    high: float
+
+
+def bootstrap_weights(keys: Sequence[str], n_boot: int, seed: int) -> torch.Tensor:
+    """``[n_boot, n_texts]`` float64: how often each text is drawn when the distinct node ``keys`` are resampled
+    with replacement (a node's texts are drawn together), seeded."""
+    distinct = sorted(set(keys))
+    slot = {key: index for index, key in enumerate(distinct)}
+    draws = torch.randint(len(distinct), (n_boot, len(distinct)), generator=torch.Generator().manual_seed(seed))
+    per_node = torch.zeros((n_boot, len(distinct)), dtype=torch.float64)
+    per_node.scatter_add_(1, draws, torch.ones_like(draws, dtype=torch.float64))
+    return per_node[:, [slot[key] for key in keys]]
+
+
+def weighted_auroc(scores: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
+                   weights: torch.Tensor) -> torch.Tensor:
+    """AUROC of ``scores [n]``, ``positive`` rows against ``negative`` rows (bool ``[n]``), for each row of
+    ``weights [B, n]`` (a text drawn k times counts k times; ties count one half, as ``roc_auc_score``): ``[B]``
+    float64, NaN where a replicate draws no positive or no negative."""
+    s = scores.double()
+    pos, neg = s[positive], s[negative]
+    wins = (pos[:, None] > neg[None, :]).double() + 0.5 * (pos[:, None] == neg[None, :]).double()
+    w_pos, w_neg = weights[:, positive], weights[:, negative]
+    pairs = w_pos.sum(dim=1) * w_neg.sum(dim=1)
+    return ((w_pos @ wins) * w_neg).sum(dim=1) / torch.where(pairs > 0, pairs, math.nan)
+
+
+def percentile_interval(estimate: float, replicates: torch.Tensor) -> Interval:
+    """``estimate`` with the 2.5th and 97.5th percentiles of the finite ``replicates`` (NaN when none)."""
+    kept = replicates[torch.isfinite(replicates)].double()
+    if math.isnan(estimate) or kept.numel() == 0:
+        return Interval(estimate, math.nan, math.nan)
+    low, high = torch.quantile(kept, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return Interval(estimate, low, high)

@@ -31,7 +31,7 @@ from amygdala.artifact import (
 )
 from amygdala.devices import describe, resolve_device, resolve_dtype
 from amygdala.distributed import SINGLE, DistributedError, World, barrier, joined, world_from_env
-from amygdala.evaluation import EvalOptions, Evaluation, evaluate
+from amygdala.evaluation import EvalOptions, Evaluation, check_inputs, evaluate
 from amygdala.examples import Example, read_examples
 from amygdala.models import DEFAULT_MODEL, LoadedModel, load_model
 from amygdala.outputs import check_output_file, output_lock
@@ -138,6 +138,7 @@ def evaluate_files(vectors: Path, training_data_dir: Path, report_dir: Path, opt
         spec = options.pooling or artifact.pooling
         options = replace(options, pooling=spec.overridden(pooling=pooling, skip_tokens=skip_tokens))
     examples = read_examples(training_data_dir, list(artifact.concepts))
+    check_inputs(artifact, examples, options.resolved(artifact))  # before the model loads
     pairs = _eval_texts(texts, examples, n_texts)
     trained_dtype = artifact.record.forward_dtype if artifact.record is not None else "float32"
     target = _target(model, device, world)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import torch
@@ -113,6 +113,15 @@ def project_pooled(pooled: torch.Tensor, projector: Projector, *, zscore: bool) 
     layer: ``[n, n_layers, n_concepts]``."""
     return torch.stack([project_readout(pooled[:, position], projector, position, zscore=zscore)
                         for position in range(len(projector.layers))], dim=1)
+
+
+def calibrated(projector: Projector, pooled: torch.Tensor) -> Projector:
+    """``projector`` with the mean and (population) std of its raw projections of ``pooled [n, n_layers, hidden]``
+    as calibration, when it carries none (evaluation's fallback, cross-validation's per-fold z-scores)."""
+    if projector.mean is not None and projector.std is not None:
+        return projector
+    raw = project_pooled(pooled, projector, zscore=False)
+    return replace(projector, mean=raw.mean(dim=0), std=raw.std(dim=0, correction=0))
 
 
 def parse_steer(specs: Sequence[str]) -> dict[str, float]:

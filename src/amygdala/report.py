@@ -22,8 +22,10 @@ from matplotlib.ticker import MaxNLocator
 from rich.table import Table
 
 from amygdala.artifact import LayerCurve
+from amygdala.crossval import CrossValidation
 from amygdala.evaluation import Evaluation
 from amygdala.examples import Example
+from amygdala.metrics import Interval
 from amygdala.publish import publish_files
 
 REPORT_JSON = "report.json"
@@ -55,8 +57,21 @@ def report_data(evaluation: Evaluation, curve: LayerCurve | None = None) -> dict
         "ranking": [asdict(ranking) for ranking in evaluation.rankings],
         "crosstalk": {"phi": evaluation.phi, "layers": [asdict(crosstalk) for crosstalk in evaluation.crosstalk]},
         "layer_selection": curve.to_json() if curve else None,
+        "crossval": _crossval_data(evaluation.crossval),
+        "valence_check": ({**evaluation.valence.summary(), **asdict(evaluation.valence)}
+                          if evaluation.valence else None),
+        "lexical_control": ({**evaluation.lexical.summary(), **asdict(evaluation.lexical)}
+                            if evaluation.lexical else None),
         "readouts": readouts,
     })
+
+
+def _crossval_data(crossval: CrossValidation | None) -> dict[str, Any] | None:
+    """The cross-validation's figures (not its z-scores); intervals as {estimate, low, high}."""
+    if crossval is None:
+        return None
+    return {**crossval.summary(), "seed": crossval.seed, "layers": crossval.layers,
+            "per_concept": [asdict(concept) for concept in crossval.per_concept]}
 
 
 def example_texts(examples: Sequence[Example], count: int = 6) -> list[tuple[str, str]]:
@@ -118,6 +133,43 @@ def summary_table(evaluation: Evaluation) -> Table:
                       _fmt(_mean([s.stability for s in scores])),
                       " ".join(flags[concept][:2]) + (f" +{len(flags[concept]) - 2}" if flags[concept][2:] else ""))
     return table
+
+
+def _ci(interval: Interval) -> str:
+    return f"{_fmt(interval.estimate)} [{_fmt(interval.low)}, {_fmt(interval.high)}]"
+
+
+def crossval_table(crossval: CrossValidation) -> Table:
+    """Per concept: out-of-fold AUROC with its 95% CI, the random baseline's, and the scored positives/negatives."""
+    table = Table(title=f"{crossval.folds}-fold cross-validation by node ({len(crossval.fold)} texts, "
+                        f"{crossval.n_nodes} nodes; out-of-fold mean z over layers "
+                        f"{', '.join(map(str, crossval.layers))})",
+                  caption=(f"mean AUROC {_ci(crossval.mean_auroc)}, random {_ci(crossval.random_mean_auroc)}, "
+                           f"top-1 {_ci(crossval.top1)}, top-3 {_ci(crossval.top3)} ({crossval.n_pairs} pairs); "
+                           f"[95% CI, {crossval.n_boot} node bootstraps]"))
+    for name in ("concept", "pos/neg", "AUROC [95% CI]", "random [95% CI]"):
+        table.add_column(name, justify="left" if name == "concept" else "right", no_wrap=True)
+    for concept in crossval.per_concept:
+        table.add_row(concept.concept, f"{concept.n_positive}/{concept.n_negative}", _ci(concept.auroc),
+                      _ci(concept.random_auroc))
+    return table
+
+
+def check_lines(evaluation: Evaluation) -> list[str]:
+    """One line each for the valence check and the lexical control, when measured."""
+    lines = []
+    if (valence := evaluation.valence) is not None:
+        lines.append(f"valence check: Spearman rho {_ci(valence.rho)} vs human ratings of {valence.n_sentences} "
+                     f"sentences ({valence.corpus}); VADER lexicon rho {_fmt(valence.vader_rho)}; PC1 vs lexicon "
+                     f"valence |r| {_fmt(valence.pc1_r)} over {len(valence.concept_valence)}/{valence.n_concepts} "
+                     f"covered concepts (published {valence.published_pc1_r:g} over 171)")
+    if (lexical := evaluation.lexical) is not None:
+        source = "out-of-fold" if evaluation.crossval is not None else "held-out"
+        lines.append(f"lexical control: false-positive rate {_fmt(lexical.false_positive_rate)} of "
+                     f"{lexical.n_texts} texts naming an emotion without expressing it, at the threshold of "
+                     f"{lexical.true_positive_rate:.0%} true positives ({source}); real negatives above it "
+                     f"{_fmt(lexical.negative_rate)}")
+    return lines
 
 
 def curve_table(curve: LayerCurve) -> Table:
@@ -248,6 +300,38 @@ def _separation_rows(evaluation: Evaluation) -> str:
             f"<th>flags</th></tr>{''.join(rows)}</table>")
 
 
+def _crossval_section(evaluation: Evaluation) -> str:
+    crossval = evaluation.crossval
+    if crossval is None:
+        return ""
+    rows = "".join(f"<tr><th>{html.escape(c.concept)}</th><td>{c.n_positive}/{c.n_negative}</td>"
+                   f"<td>{_ci(c.auroc)}</td><td>{_ci(c.random_auroc)}</td>"
+                   f"{''.join(f'<td>{_fmt(a)}</td>' for a in c.layer_auroc)}</tr>" for c in crossval.per_concept)
+    head = "".join(f"<th>L{layer}</th>" for layer in crossval.layers)
+    return (f"<h2>{crossval.folds}-fold cross-validation by node</h2><p class=k>mean AUROC "
+            f"<b>{_ci(crossval.mean_auroc)}</b>, random {_ci(crossval.random_mean_auroc)}; top-1 "
+            f"<b>{_ci(crossval.top1)}</b>, top-3 {_ci(crossval.top3)}</p><p>{len(crossval.fold)} texts of "
+            f"{crossval.n_nodes} nodes, each scored once by vectors fitted on the other folds; score: out-of-fold "
+            f"mean z over the layers; [95% CI] from {crossval.n_boot} bootstrap resamples of the nodes; "
+            f"{crossval.n_pairs} ranked pairs.</p><table><tr><th>concept</th><th>pos/neg</th><th>AUROC [95% CI]</th>"
+            f"<th>random [95% CI]</th>{head}</tr>{rows}</table>")
+
+
+def _checks_section(evaluation: Evaluation) -> str:
+    lines = check_lines(evaluation)
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    lexical = evaluation.lexical
+    rows = "" if lexical is None else "".join(
+        f"<tr><th>{html.escape(c.concept)}</th><td>{_fmt(c.threshold, 2)}</td><td>{_fmt(c.false_positive_rate)}</td>"
+        f"<td>{_fmt(c.negative_rate)}</td><td>{c.n_control}</td><td>{c.n_positive}</td></tr>"
+        for c in lexical.per_concept)
+    table = (f"<table><tr><th>concept</th><th>threshold (z)</th><th>control FPR</th><th>negatives above</th>"
+             f"<th>control texts</th><th>positives</th></tr>{rows}</table>") if rows else ""
+    return f"<h2>Out-of-distribution checks</h2><ul>{items}</ul>{table}"
+
+
 def _ranking_rows(evaluation: Evaluation) -> str:
     rows = "".join(f"<tr><th>{'mean z' if r.layer is None else f'layer {r.layer}'}</th><td>{_fmt(r.top1)}</td>"
                    f"<td>{_fmt(r.top3)}</td><td>{_fmt(r.mean_rank, 2)}</td><td>{r.n_pairs}</td></tr>"
@@ -285,6 +369,7 @@ def report_html(evaluation: Evaluation, curve: LayerCurve | None = None) -> str:
             f"<h2>AUROC by layer</h2>{_curve_figure(evaluation, curve)}{auroc_map}"
             f"<h2>Separation</h2>{_separation_rows(evaluation)}"
             f"<h2>N-way ranking</h2>{_ranking_rows(evaluation)}{confusion}"
+            f"{_crossval_section(evaluation)}{_checks_section(evaluation)}"
             f"<h2>Cross-talk</h2><ul>{crosstalk}</ul>{cosines}"
             f"<h2>Token readouts</h2><p>Mean over layers of the {'z-scored' if evaluation.readouts_zscored else 'raw'} "
             "readout; red positive, blue negative; hover for values. Rows: the concept a label names, then the 3 "

@@ -26,7 +26,9 @@ def eval_command(
     batch_size: int | None = options.BATCH_SIZE,
     batch_tokens: int | None = options.BATCH_TOKENS,
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Activation cache shared with `train --cache-dir`: the train texts are not forwarded again."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random baseline and the stability halves."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random baseline, the stability halves, the folds and the bootstrap."),
+    folds: int | None = typer.Option(None, "--folds", help="Also cross-validate by node over both splits with K folds (>= 2): per-concept AUROC, top-1/top-3 and the random baseline with bootstrap 95% CIs; --fail-under then gates on the cross-validated mean AUROC."),
+    valence: bool = typer.Option(False, "--valence-check", help="Also correlate a valence axis built from the vectors with human ratings of 600 movie-review sentences (VADER ground truth), beside VADER's own rho."),
     no_progress: bool = options.NO_PROGRESS,
 ) -> None:
     """Measure readout vectors on the held-out split: separation, ranking, cross-talk, stability; write a report."""
@@ -34,25 +36,32 @@ def eval_command(
 
     from amygdala.evaluation import EvalOptions
     from amygdala.pipeline import evaluate_files
-    from amygdala.report import curve_table, summary_table
+    from amygdala.report import check_lines, crossval_table, curve_table, summary_table
 
     if fail_under is not None and not 0 <= fail_under <= 1:
         raise typer.BadParameter(f"{fail_under} is not an AUROC: give a value in 0..1, e.g. 0.9", param_hint="--fail-under")
     eval_options = EvalOptions(batch_size=batch_size, batch_tokens=batch_tokens, cache_dir=cache_dir, seed=seed,
-                               progress=not no_progress and options.is_main_rank())
+                               progress=not no_progress and options.is_main_rank(), folds=folds,
+                               valence_check=valence)
     run = evaluate_files(vectors, training_data_dir, report_dir, eval_options, manifest=manifest, model=model,
                          dtype=dtype, device=device, texts=texts, pooling=options.parse_pooling(pooling),
                          skip_tokens=skip_tokens)
-    mean_auroc = run.evaluation.summary()["mean_auroc"]
+    crossval = run.evaluation.crossval
+    mean_auroc = run.evaluation.summary()["mean_auroc"] if crossval is None else crossval.mean_auroc.estimate
+    gated = "held-out" if crossval is None else f"{crossval.folds}-fold"
     failed = fail_under is not None and not mean_auroc >= fail_under  # every rank exits alike
     if run.world.is_main:
         console = Console()
         if run.artifact.record is not None and run.artifact.record.layer_curve is not None:
             console.print(curve_table(run.artifact.record.layer_curve))
         console.print(summary_table(run.evaluation))
+        if crossval is not None:
+            console.print(crossval_table(crossval))
+        for line in check_lines(run.evaluation):
+            typer.echo(line)
         typer.echo(f"report: {run.html_path}\njson:   {run.json_path}  (pooled on {run.device})")
         if failed:
-            typer.echo(f"amygdala: mean held-out AUROC {mean_auroc:.3f} at layers {list(run.artifact.layers)} is "
+            typer.echo(f"amygdala: mean {gated} AUROC {mean_auroc:.3f} at layers {list(run.artifact.layers)} is "
                        f"below --fail-under {fail_under:g}", err=True)
     if failed:
         raise typer.Exit(1)

@@ -1,0 +1,65 @@
+"""The valence check: the documented concept-valence mapping, and a real Gemma forward over a slice of the
+human-rated sentences checked against a by-hand Spearman computation and VADER's own scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+from amygdala.directions import fit_directions
+from amygdala.models import LoadedModel
+from amygdala.pooling import PoolingSpec, pool_texts
+from amygdala.splits import labelled_texts
+from amygdala.valence import ValenceError, concept_valence, rated_sentences, valence_check
+
+from eval_helpers import POSITIVES, examples
+
+LAYERS = (4, 9)
+
+
+def test_concept_valence_takes_the_name_then_the_word_forms_the_lexicon_lists() -> None:
+    # joy, clarity: their own entries; curiosity: only its form 'curious' is listed; nostalgic: nothing listed
+    assert concept_valence(["joy", "clarity", "curiosity", "nostalgic"]) == {"joy": 2.8, "clarity": 1.7,
+                                                                            "curiosity": 1.3}
+
+
+def test_rated_sentences_are_the_attributed_movie_review_slice() -> None:
+    corpus = rated_sentences()
+    assert len(corpus.texts) == len(set(corpus.ids)) == 600
+    assert all(-4 <= rating <= 4 for rating in corpus.ratings)
+    assert rated_sentences(5).texts == corpus.texts[:5]
+
+
+@pytest.mark.slow
+def test_valence_check_on_real_sentences_matches_a_by_hand_spearman(gemma: LoadedModel) -> None:
+    data = labelled_texts(examples(), sorted(POSITIVES), None)
+    spec = PoolingSpec("mean", 1)
+    vectors = fit_directions(pool_texts(gemma, data.texts, LAYERS, spec), data, LAYERS, "lda_diagonal")
+    corpus = rated_sentences(60)
+    pooled = pool_texts(gemma, corpus.texts, LAYERS, spec)
+    check = valence_check(vectors, data.concepts, LAYERS, pooled, corpus, n_boot=300)
+    assert (check.positive_concepts, check.negative_concepts, check.n_sentences) == (("joy",), ("anger", "fear"), 60)
+    joy, anger, fear = (data.concepts.index(name) for name in ("joy", "anger", "fear"))
+    per_layer = []
+    for position, layer in enumerate(LAYERS):
+        axis = vectors[layer][joy].double() - (vectors[layer][anger].double() + vectors[layer][fear].double()) / 2
+        projection = (pooled[:, position].double() @ axis).numpy()
+        per_layer.append((projection - projection.mean()) / projection.std())
+    expected = spearmanr(np.mean(per_layer, axis=0), corpus.ratings).statistic
+    assert check.rho.estimate == pytest.approx(expected)
+    assert check.rho.low <= check.rho.estimate <= check.rho.high
+    assert check.rho.estimate > 0.2, "joy minus anger/fear should order the reviews by human valence"
+    analyser = SentimentIntensityAnalyzer()
+    vader = [analyser.polarity_scores(text)["compound"] for text in corpus.texts]
+    assert check.vader_rho == pytest.approx(spearmanr(vader, corpus.ratings).statistic)
+    assert 0 <= check.pc1_r <= 1
+
+
+def test_valence_check_refuses_concepts_of_one_valence() -> None:
+    corpus = rated_sentences(4)
+    vectors = {0: torch.nn.functional.normalize(torch.ones((2, 8)), dim=1)}
+    with pytest.raises(ValenceError, match="2 positive and 0 negative"):
+        valence_check(vectors, ["joy", "calm"], [0], torch.zeros((4, 1, 8)), corpus)
