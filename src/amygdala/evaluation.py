@@ -225,7 +225,7 @@ def check_inputs(artifact: ReadoutArtifact, examples: Sequence[Example], options
     if (options.method or DEFAULT_METHOD) not in DIRECTION_METHODS:
         problems.append(f"method {options.method!r} is not one of {', '.join(DIRECTION_METHODS)}")
     if options.valence_sentences is not None and options.valence_sentences < 3:
-        problems.append(f"valence_sentences {options.valence_sentences} must be >= 3 (a rank correlation)")
+        problems.append(f"--valence-sentences {options.valence_sentences} must be >= 3 (a rank correlation)")
     if options.folds is not None:
         problems += fold_problems(labelled_texts(examples, artifact.concepts, None).keys, options.folds, "--folds")
     if problems:
