@@ -23,6 +23,8 @@ def test_demo_writes_examples_artifact_and_report(tiny_model_dir: Path, tmp_path
     assert {p.name for p in (out / "examples").iterdir()} == {f"{c}.jsonl" for c in manifest["concepts"]} | {"extract.json"}
     report = json.loads((out / "report" / "report.json").read_text())
     assert report["summary"]["n_concepts"] == 18
+    lexical = report["lexical_control"]  # the bundled control set covers every concept of the bundled sample
+    assert lexical["n_texts"] == 90 and len(lexical["per_concept"]) == 18 and report["crossval"] is None
     assert "mean held-out AUROC" in stdout and str(out / "report" / "report.html") in stdout
     assert "device: cpu (float32)" in stdout
     assert any((out / "activations").rglob("chunk-*.safetensors")), "train leaves its activations for eval"

@@ -76,3 +76,22 @@ def test_evaluate_reuses_the_activations_training_cached(tiny_model: LoadedModel
     assert sum(forwarded) == cached.n_heldout_texts, "no train text is forwarded again"
     fresh = evaluate(tiny_model, artifact, rows)
     assert cached.summary() == pytest.approx(fresh.summary(), nan_ok=True)
+
+
+def test_evaluate_with_folds_and_valence_check_forwards_each_new_text_once(tiny_model: LoadedModel,
+                                                                           tmp_path: Path) -> None:
+    """The cross-validation reuses the pooled held-out and train texts (no forward per fold), and the rated
+    sentences are pooled in the same pass: with train's cache, only held-out texts and sentences are forwarded."""
+    rows = examples()
+    artifact = train(tiny_model, rows, TrainOptions(target_layers=(1, 3), cache_dir=tmp_path / "cache"))
+    forwarded: list[int] = []
+    handle = tiny_model.layers[0].register_forward_hook(lambda _m, inputs, _o: forwarded.append(inputs[0].shape[0]))
+    try:
+        result = evaluate(tiny_model, artifact, rows, EvalOptions(cache_dir=tmp_path / "cache", folds=4, n_boot=50,
+                                                                 valence_check=True, valence_sentences=20))
+    finally:
+        handle.remove()
+    assert sum(forwarded) == result.n_heldout_texts + 20
+    assert result.crossval is not None and result.valence is not None and result.lexical is None
+    assert len(result.crossval.fold) == result.n_heldout_texts + result.n_train_texts
+    assert (result.valence.n_sentences, result.valence.positive_concepts) == (20, ("joy",))

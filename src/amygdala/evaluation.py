@@ -108,6 +108,8 @@ class EvalOptions:
     """Bootstrap resamples behind each 95% confidence interval (cross-validation, valence check)."""
     valence_check: bool = False
     """Also run the valence check on the bundled human-rated sentences (``valence``)."""
+    valence_sentences: int | None = None
+    """With ``valence_check``, use only the first N rated sentences (a quicker, wider-CI check); None: all 600."""
 
     def resolved(self, artifact: ReadoutArtifact) -> EvalOptions:
         """These options with ``pooling`` and ``method`` set, from ``artifact``'s training record where None."""
@@ -222,6 +224,8 @@ def check_inputs(artifact: ReadoutArtifact, examples: Sequence[Example], options
         problems.append("no examples in the heldout split: extract with --heldout-fraction > 0")
     if (options.method or DEFAULT_METHOD) not in DIRECTION_METHODS:
         problems.append(f"method {options.method!r} is not one of {', '.join(DIRECTION_METHODS)}")
+    if options.valence_sentences is not None and options.valence_sentences < 3:
+        problems.append(f"--valence-sentences {options.valence_sentences} must be >= 3 (a rank correlation)")
     if options.folds is not None:
         problems += fold_problems(labelled_texts(examples, artifact.concepts, None).keys, options.folds, "--folds")
     if problems:
@@ -305,7 +309,7 @@ def evaluate(loaded: LoadedModel, artifact: ReadoutArtifact, examples: Sequence[
     check_inputs(artifact, examples, options)
     heldout, train = (labelled_texts(examples, concepts, split) for split in ("heldout", "train"))
     everything = labelled_texts(examples, concepts, None)
-    corpus = rated_sentences() if options.valence_check else None
+    corpus = rated_sentences(options.valence_sentences) if options.valence_check else None
     groups = [heldout.texts, train.texts, everything.texts if options.folds else (),
               [item.text for item in control_texts(concepts)], corpus.texts if corpus else ()]
     check_same_inputs(world, "examples, vectors, model or options", {

@@ -122,13 +122,18 @@ def weighted_auroc(scores: torch.Tensor, positive: torch.Tensor, negative: torch
                    weights: torch.Tensor) -> torch.Tensor:
     """AUROC of ``scores [n]``, ``positive`` rows against ``negative`` rows (bool ``[n]``), for each row of
     ``weights [B, n]`` (a text drawn k times counts k times; ties count one half, as ``roc_auc_score``): ``[B]``
-    float64, NaN where a replicate draws no positive or no negative."""
-    s = scores.double()
-    pos, neg = s[positive], s[negative]
-    wins = (pos[:, None] > neg[None, :]).double() + 0.5 * (pos[:, None] == neg[None, :]).double()
-    w_pos, w_neg = weights[:, positive], weights[:, negative]
-    pairs = w_pos.sum(dim=1) * w_neg.sum(dim=1)
-    return ((w_pos @ wins) * w_neg).sum(dim=1) / torch.where(pairs > 0, pairs, math.nan)
+    float64, NaN where a replicate draws no positive or no negative. By distinct score values, so memory is
+    ``B x n``, never positives x negatives."""
+    values, group = torch.unique(scores.double(), sorted=True, return_inverse=True)
+    per_value = torch.zeros((weights.shape[0], len(values)), dtype=torch.float64)
+
+    def summed(mask: torch.Tensor) -> torch.Tensor:
+        return per_value.index_add(1, group[mask], weights[:, mask].double())
+
+    pos, neg = summed(positive), summed(negative)
+    below = neg.cumsum(dim=1) - neg  # negative weight strictly below each value
+    pairs = pos.sum(dim=1) * neg.sum(dim=1)
+    return (pos * (below + 0.5 * neg)).sum(dim=1) / torch.where(pairs > 0, pairs, math.nan)
 
 
 def percentile_interval(estimate: float, replicates: torch.Tensor) -> Interval:

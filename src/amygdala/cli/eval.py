@@ -29,6 +29,7 @@ def eval_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the random baseline, the stability halves, the folds and the bootstrap."),
     folds: int | None = typer.Option(None, "--folds", help="Also cross-validate by node over both splits with K folds (>= 2): per-concept AUROC, top-1/top-3 and the random baseline with bootstrap 95% CIs; --fail-under then gates on the cross-validated mean AUROC."),
     valence: bool = typer.Option(False, "--valence-check", help="Also correlate a valence axis built from the vectors with human ratings of 600 movie-review sentences (VADER ground truth), beside VADER's own rho."),
+    valence_sentences: int | None = typer.Option(None, "--valence-sentences", help="With --valence-check, only the first N of the 600 sentences (quicker, wider CI)."),
     no_progress: bool = options.NO_PROGRESS,
 ) -> None:
     """Measure readout vectors on the held-out split: separation, ranking, cross-talk, stability; write a report."""
@@ -42,7 +43,7 @@ def eval_command(
         raise typer.BadParameter(f"{fail_under} is not an AUROC: give a value in 0..1, e.g. 0.9", param_hint="--fail-under")
     eval_options = EvalOptions(batch_size=batch_size, batch_tokens=batch_tokens, cache_dir=cache_dir, seed=seed,
                                progress=not no_progress and options.is_main_rank(), folds=folds,
-                               valence_check=valence)
+                               valence_check=valence, valence_sentences=valence_sentences)
     run = evaluate_files(vectors, training_data_dir, report_dir, eval_options, manifest=manifest, model=model,
                          dtype=dtype, device=device, texts=texts, pooling=options.parse_pooling(pooling),
                          skip_tokens=skip_tokens)
