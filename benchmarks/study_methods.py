@@ -15,6 +15,10 @@ Variants: pooling ``POOLINGS`` x method (every ``directions.DIRECTION_METHODS``)
 at 30% depth / at the end). Every text (sample and sentences) is pooled once per pooling rule at every layer
 (cached with ``--cache-dir``); all variants reuse those activations.
 
+Beside the estimators that choose the diagonal shrinkage from the data (``lda_oas``, ``lda_rblw``), a sweep
+of fixed shrinkages (``lda_diagonal@α``, ``SHRINKAGE_SWEEP``) runs at the default pooling, layers and no
+neutral PCs.
+
 A default may change only where both figures agree: ``agree`` lists the variants whose CV mean AUROC and
 valence rho are both above the current defaults' row.
 
@@ -36,7 +40,14 @@ import torch
 
 from amygdala.activation_cache import ActivationCache
 from amygdala.crossval import cross_validate
-from amygdala.directions import DEFAULT_METHOD, DIRECTION_METHODS, fit_directions
+from amygdala.directions import (
+    DEFAULT_METHOD,
+    DIRECTION_METHODS,
+    ConceptStats,
+    DirectionMethod,
+    fit_directions,
+    lda_diagonal,
+)
 from amygdala.examples import Example, ExtractOptions
 from amygdala.extraction import select_examples
 from amygdala.models import LoadedModel, load_model
@@ -50,6 +61,15 @@ POOLINGS = (("mean", 1), ("mean", 0), ("last", 0))
 NEUTRAL_PCS = (0, 4)
 FOLDS, SEED, N_BOOT = 5, 0, 1000
 DEFAULT_POOLING = "mean-skip1"
+SHRINKAGE_SWEEP = (0.5, 0.8, 0.95, 0.99, 1.0)
+
+
+def fixed_shrinkage(alpha: float) -> DirectionMethod:
+    """``lda_diagonal`` at shrinkage ``alpha``."""
+    def method(stats: ConceptStats, layer: int) -> torch.Tensor:
+        return lda_diagonal(stats, layer, alpha)
+
+    return method
 
 
 def layer_rules(n_layers: int) -> dict[str, tuple[int, ...]]:
@@ -65,7 +85,7 @@ def sample_examples() -> list[Example]:
 
 
 def variant_row(pooled: torch.Tensor, data: LabelledTexts, corpus_pooled: torch.Tensor, corpus: RatedSentences,
-                layers: Sequence[int], method: str, neutral_pcs: int, n_boot: int) -> dict[str, Any]:
+                layers: Sequence[int], method: str | DirectionMethod, neutral_pcs: int, n_boot: int) -> dict[str, Any]:
     """The CV and valence figures of one variant (``pooled`` / ``corpus_pooled`` hold every layer)."""
     layers = list(layers)
     def fit(part_pooled: torch.Tensor, part: LabelledTexts) -> dict[int, torch.Tensor]:
@@ -114,6 +134,14 @@ def study(loaded: LoadedModel, cache: ActivationCache | None, *, quick: bool = F
                                  "layers": list(layers), **variant_row(pooled, data, corpus_pooled, corpus, layers,
                                                                        method, neutral_pcs, 100 if quick else N_BOOT)})
                     print_row(rows[-1])
+        if label == DEFAULT_POOLING:
+            layers = layer_rules(loaded.n_layers)["default"]
+            for alpha in SHRINKAGE_SWEEP[:1] if quick else SHRINKAGE_SWEEP:
+                rows.append({"pooling": label, "method": f"lda_diagonal@{alpha:g}", "neutral_pcs": 0,
+                             "layers_rule": "default", "layers": list(layers),
+                             **variant_row(pooled, data, corpus_pooled, corpus, layers, fixed_shrinkage(alpha), 0,
+                                           100 if quick else N_BOOT)})
+                print_row(rows[-1])
     return rows
 
 
