@@ -80,7 +80,8 @@ class TrainOptions:
     """A key of ``directions.DIRECTION_METHODS``."""
     neutral_pcs: int = DEFAULT_NEUTRAL_PCS
     """Remove this many principal components of the neutral train texts (positive for no concept) before
-    fitting (``amygdala.neutral``); 0: none. The artifact keeps ordinary unit vectors ``Pv``."""
+    fitting (``amygdala.neutral``); 0: none. The artifact keeps ordinary unit vectors ``Pv``. Automatic layer
+    selection (``AutoLayers``) scores the layers without it."""
     dtype: DtypeName | None = None
     """Forward-pass precision; must be the dtype the model was loaded in (None: whatever that is). Statistics
     are always fp64 and the artifact's vectors float32; the forward dtype is recorded in the training record."""
@@ -143,7 +144,7 @@ def _option_problems(loaded: LoadedModel, options: TrainOptions, data: LabelledT
     if not data.texts:
         problems.append("no examples in the train split: run `amygdala extract` or check --emotions")
     if options.neutral_pcs < 0:
-        problems.append(f"neutral_pcs={options.neutral_pcs} must be >= 0")
+        problems.append(f"neutral_pcs (--remove-neutral-pcs) {options.neutral_pcs} must be >= 0")
     try:
         check_neutral_count(int(neutral_rows(data).sum()), options.neutral_pcs)
     except AmygdalaError as exc:
