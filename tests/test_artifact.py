@@ -176,8 +176,25 @@ def test_a_data_parallel_record_adds_only_its_world_size_to_the_manifest(tmp_pat
     assert loaded.record is not None and loaded.record.world_size == 4
 
 
+def test_shrinkage_and_neutral_pcs_round_trip_through_the_training_record(tmp_path: Path) -> None:
+    """A data-driven method's per-layer shrinkage and the neutral PCs removed are written only when present
+    (so other manifests keep the 0.1.0 layout) and load back into the typed record."""
+    record = dataclasses.replace(RECORD, method="lda_oas", shrinkage={3: 0.125, 7: 0.5}, neutral_pcs=4)
+    save_artifact(dataclasses.replace(_artifact(), record=record), tmp_path / "readout.safetensors")
+    training = json.loads((tmp_path / "readout.json").read_text())["training"]
+    assert list(training)[-2:] == ["shrinkage", "neutral_pcs"]
+    assert training["shrinkage"] == {"3": 0.125, "7": 0.5} and training["neutral_pcs"] == 4
+    assert load_artifact(tmp_path / "readout.safetensors").record == record
+    save_artifact(_artifact(), tmp_path / "plain.safetensors")
+    plain = json.loads((tmp_path / "plain.json").read_text())["training"]
+    assert "shrinkage" not in plain and "neutral_pcs" not in plain
+    assert load_artifact(tmp_path / "plain.safetensors").record == RECORD
+
+
 @pytest.mark.parametrize(("training", "message"), [
     ({"pooling": "max"}, r"field 'training.pooling' must be 'last' or 'mean', not \"max\""),
+    ({"shrinkage": {"3": 1.5}}, r"field 'training.shrinkage' must be an object of layer -> number in \[0, 1\]"),
+    ({"neutral_pcs": -1}, r"field 'training.neutral_pcs' must be a non-negative integer, not -1"),
     ({"counts": {"joy": {"positive": -1, "negative": 3}}}, r"field 'training.counts' must be an object"),
     ({"skip_tokens": None}, r"field 'training.skip_tokens' must be a non-negative integer, not null"),
     ({"world_size": 0}, r"field 'training.world_size' must be a positive integer, not 0"),

@@ -146,3 +146,26 @@ def test_readout_of_a_0_1_0_artifact_reads_the_numbers_that_release_wrote(tmp_pa
     for now, then in zip(actual, expected, strict=True):
         assert {k: v for k, v in now.items() if k != "readout"} == {k: v for k, v in then.items() if k != "readout"}
         torch.testing.assert_close(torch.tensor(now["readout"]), torch.tensor(then["readout"]), rtol=1e-4, atol=1e-4)
+
+
+def test_readout_combine_layers_writes_the_mean_of_the_layers_z_scores(tmp_path: Path, gemma: LoadedModel,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """On the embedded model: one pooled readout per concept, the average over layers of the pooled z-scores;
+    without --zscore the flag is a usage error (exit 2) naming the fix, before any model work."""
+    vectors = tmp_path / "gemma.safetensors"
+    save_artifact(concept_artifact(gemma), vectors)
+    output = tmp_path / "combined.jsonl"
+    arguments = ["readout", "--vectors", str(vectors), "--input", str(_input_file(tmp_path)), "--combine-layers",
+                 "mean", "--no-progress"]
+    assert main([*arguments, "--output", str(output), "--zscore"]) == 0
+    lines = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    assert lines[0]["combine_layers"] == "mean" and lines[0]["layers"] == list(concept_artifact(gemma).layers)
+    for line, text in zip(lines, TEXTS):
+        per_layer = read_text(gemma, concept_artifact(gemma), text, ReadoutOptions(zscore=True)).values
+        expected = pool_readout(per_layer, PoolingSpec()).mean(dim=0)
+        torch.testing.assert_close(torch.tensor(line["readout"]), expected, rtol=1e-4, atol=1e-3)
+    capsys.readouterr()
+    assert main([*arguments, "--output", str(tmp_path / "raw.jsonl")]) == 2
+    error = capsys.readouterr().err
+    assert error.strip().splitlines()[-1].endswith("averages the layers' z-scores: add --zscore")
+    assert not (tmp_path / "raw.jsonl").exists()

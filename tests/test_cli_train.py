@@ -109,3 +109,19 @@ def test_cli_bench_finds_its_script_in_the_checkout_and_passes_arguments_on(comm
     assert main(["bench", command, "--", "--help"]) == 0
     out = capsys.readouterr().out
     assert f"bench_{command}.py" in out and expected in out
+
+
+def test_cli_train_records_the_chosen_shrinkage_and_refuses_neutral_pcs_without_neutral_texts(
+        tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _write_examples(tmp_path / "examples")
+    output = tmp_path / "r.safetensors"
+    arguments = ["train", "--model", str(tiny_model_dir), "--training-data-dir", str(data), "--target-layers", "1,3",
+                 "--method", "lda_oas", "--no-progress"]
+    assert main([*arguments, "--output", str(output)]) == 0
+    assert "shrinkage chosen per layer: 1: " in capsys.readouterr().out
+    record = load_artifact(output).record
+    assert record is not None and record.method == "lda_oas" and set(record.shrinkage or {}) == {1, 3}
+    assert main([*arguments, "--output", str(tmp_path / "n.safetensors"), "--remove-neutral-pcs", "1"]) == 2
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1 and "--remove-neutral-pcs" in error and "has 0" in error
+    assert not (tmp_path / "n.safetensors").exists()

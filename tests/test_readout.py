@@ -17,6 +17,7 @@ from amygdala.readout import (
     ReadoutError,
     ReadoutOptions,
     attach,
+    combine_layers,
     parse_steer,
     read_ids,
     read_text,
@@ -168,3 +169,18 @@ def test_parse_steer_names_every_malformed_spec() -> None:
     assert parse_steer(["joy=4", " fear = -2.5"]) == {"joy": 4.0, "fear": -2.5}
     with pytest.raises(ReadoutError, match="'joy', 'x=abc', '=1'"):
         parse_steer(["joy", "x=abc", "=1", "ok=1"])
+
+
+def test_combine_layers_mean_is_the_average_of_the_layers_z_scores(gemma: LoadedModel,
+                                                                   gemma_artifact: ReadoutArtifact) -> None:
+    """The multi-layer readout of the embedded model equals the mean over the artifact's layers of the z-scored
+    projections of HF hidden states (an independent reference), token by token."""
+    readout = read_text(gemma, gemma_artifact, PROMPT, ReadoutOptions(zscore=True))
+    states = _hidden_states(gemma, list(readout.token_ids))
+    raw = torch.stack([states[layer + 1][0] @ gemma_artifact.vectors[layer].T for layer in gemma_artifact.layers],
+                      dim=1)
+    combined = combine_layers(readout.values)
+    assert combined.shape == (len(readout.token_ids), len(gemma_artifact.concepts))
+    _close(combined, zscored_by_calibration(raw, gemma_artifact).mean(dim=1), rtol=1e-3)
+    with pytest.raises(ReadoutError, match="'median' is unknown: use one of mean"):
+        combine_layers(readout.values, "median")  # type: ignore[arg-type]

@@ -266,3 +266,35 @@ def test_train_runs_where_the_model_is_and_returns_cpu_tensors(tiny_model: Loade
     assert artifact.vectors[2].device.type == "cpu" and artifact.calibration is not None
     assert artifact.calibration.std[2].device.type == "cpu"
     assert artifact.record is not None and artifact.record.world_size == 1
+
+
+def test_train_with_data_driven_shrinkage_and_neutral_removal_equals_fitting_the_pooled_texts(
+        tiny_model: LoadedModel) -> None:
+    """The streamed statistics (all texts, and the neutral ones apart) give the vectors ``fit_directions`` fits on
+    the pooled texts; the vectors are orthogonal to the neutral texts' top PCs (an SVD of their rows), the
+    calibration is that of the raw training texts, and the record holds the shrinkage and the PCs removed."""
+    from amygdala.directions import fit_directions
+    from amygdala.pooling import pool_texts
+
+    neutral = [Example(concept, "negative", f"plain note {j}: the bus left at {j} o'clock.", f"n{j}", 0.0, "train")
+               for j in range(8) for concept in ("joy", "fear", "calm")]
+    examples = _many_examples() + neutral
+    options = TrainOptions(method="lda_oas", neutral_pcs=2, target_layers=(1, 3), batch_size=5)
+    artifact = train(tiny_model, examples, options)
+    data = training_texts(examples)
+    pooled = pool_texts(tiny_model, data.texts, [1, 3], options.pooling)
+    expected = fit_directions(pooled, data, [1, 3], "lda_oas", neutral_pcs=2)
+    rows = pooled[~data.positive.any(dim=1)].double()
+    assert artifact.record is not None and artifact.record.neutral_pcs == 2
+    assert set(artifact.record.shrinkage or {}) == {1, 3} and 0 < min(artifact.record.shrinkage.values()) <= 1
+    for position, layer in enumerate((1, 3)):
+        torch.testing.assert_close(artifact.vectors[layer], expected[layer], rtol=1e-4, atol=1e-4)
+        centred = rows[:, position] - rows[:, position].mean(dim=0)
+        components = torch.linalg.svd(centred, full_matrices=False).Vh[:2]
+        assert float((components @ artifact.vectors[layer].double().T).abs().max()) < 1e-4
+        projections = pooled[:, position].double() @ artifact.vectors[layer].double().T
+        torch.testing.assert_close(artifact.calibration.mean[layer].double(), projections.mean(0), rtol=1e-4, atol=1e-4)
+    plain = train(tiny_model, examples, TrainOptions(method="lda_oas", target_layers=(1,)))
+    assert plain.record is not None and plain.record.neutral_pcs == 0 and plain.record.shrinkage is not None
+    with pytest.raises(TrainError, match="removing 9 neutral principal component.* the train split has 8"):
+        train(tiny_model, examples, TrainOptions(neutral_pcs=9, target_layers=(1,)))

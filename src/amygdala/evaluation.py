@@ -23,8 +23,8 @@ z-scored by ``readout.project_pooled``, the projection the offline readout and t
 
 Optional, from the same single pooling pass (one forward per unique text for everything):
 
-- ``folds``: K-fold cross-validation by node over both splits with the artifact's method (``crossval``): per
-  concept AUROC, top-1/top-3 and the random baseline, each with a bootstrap 95% CI;
+- ``folds``: K-fold cross-validation by node over both splits with the artifact's method and neutral removal
+  (``crossval``): per concept AUROC, top-1/top-3 and the random baseline, each with a bootstrap 95% CI;
 - ``valence_check``: the artifact's vectors against human valence ratings of real sentences (``valence``);
 - the **lexical control** (always, for the concepts the bundled control set covers): the false-positive rate of
   texts that name a concept without expressing it, at the threshold of 90% true positives (``lexical_control``),
@@ -279,9 +279,11 @@ def _checks(artifact: ReadoutArtifact, everything: LabelledTexts, pooled: list[t
     crossval = None
     if options.folds is not None:
         method = options.method or DEFAULT_METHOD
+        neutral_pcs = artifact.record.neutral_pcs if artifact.record is not None else 0  # refit as trained
         crossval = cross_validate(all_pooled, everything, everything.keys, artifact.layers, folds=options.folds,
                                   seed=options.seed, n_boot=options.n_boot, extra=control_pooled,
-                                  fit=lambda p, d: fit_directions(p, d, artifact.layers, method, device))
+                                  fit=lambda p, d: fit_directions(p, d, artifact.layers, method, device,
+                                                                  neutral_pcs=neutral_pcs))
     lexical = None
     if control:
         if crossval is not None and crossval.extra_z is not None:

@@ -36,7 +36,7 @@ from amygdala.examples import Example, read_examples
 from amygdala.models import DEFAULT_MODEL, LoadedModel, load_model
 from amygdala.outputs import check_output_file, output_lock
 from amygdala.pooling import Pooling, PoolingError, PoolingSpec
-from amygdala.readout import ReadoutOptions, TextReadout, check_options, read_texts
+from amygdala.readout import LayerCombine, ReadoutError, ReadoutOptions, TextReadout, check_options, read_texts
 from amygdala.readout_view import InputText, parse_input_lines, readout_record, write_html, write_jsonl
 from amygdala.training import TrainOptions, train
 
@@ -175,10 +175,13 @@ def read_out_files(vectors: Path, source: str, output: Path, options: ReadoutOpt
                    manifest: Path | None = None, model: ModelSource = DEFAULT_MODEL, dtype: str | None = None,
                    device: str | None = None, pooling: Pooling | None = None, skip_tokens: int | None = None,
                    chat_template: bool | None = None, per_token: bool = False, html: Path | None = None,
-                   progress: bool = False) -> ReadoutRun:
+                   progress: bool = False, combine: LayerCombine | None = None) -> ReadoutRun:
     """Read concepts out of the texts of ``source`` into ``output`` (JSONL, one line per text; pooled as trained
-    unless ``pooling`` / ``skip_tokens`` / ``chat_template`` override it), and an HTML page with ``html``."""
+    unless ``pooling`` / ``skip_tokens`` / ``chat_template`` override it), and an HTML page with ``html``.
+    ``combine`` (with z-scores) writes one multi-layer readout per concept (``readout.combine_layers``)."""
     check_output_file(Path(output), *([Path(html)] if html is not None else []))  # before any model work
+    if combine is not None and not options.zscore:
+        raise ReadoutError(f"combining layers ({combine}) averages z-scores: add --zscore")
     items = read_input(source)
     artifact = load_artifact(vectors, manifest)
     check_options(artifact, options)
@@ -187,8 +190,8 @@ def read_out_files(vectors: Path, source: str, output: Path, options: ReadoutOpt
         raise PoolingError("readout pooling: " + "; ".join(problems))
     loaded = _loaded(model, dtype=dtype, target=_target(model, device))
     readouts = read_texts(loaded, artifact, [item.text for item in items], options, spec=spec, progress=progress)
-    write_jsonl(output, [readout_record(item, readout, artifact, per_token=per_token, spec=spec, zscore=options.zscore)
-                         for item, readout in zip(items, readouts, strict=True)])
+    write_jsonl(output, [readout_record(item, readout, artifact, per_token=per_token, spec=spec, zscore=options.zscore,
+                                        combine=combine) for item, readout in zip(items, readouts, strict=True)])
     if html is not None:
         write_html(html, list(zip(items, readouts, strict=True)), artifact, zscore=options.zscore)
     return ReadoutRun(artifact, tuple(items), tuple(readouts), spec, describe(loaded.device))

@@ -4,6 +4,9 @@
   raw dot products of a residual with each concept's unit vector, optionally z-scored with the manifest's
   calibration, ``(x - mean) / std``.
 - ``project_pooled`` applies it to pooled activations ``[texts, layers, hidden]`` (evaluation).
+- ``combine_layers`` (offline only; the server keeps streaming one readout per layer) turns per-layer z-scores
+  ``[..., layers, concepts]`` into one multi-layer readout ``[..., concepts]``: ``mean``, the average of the
+  layers' z-scores (each layer calibrated on the training texts, so the layers share one scale).
 - ``attach`` hooks the artifact's layers (``layer_<idx>`` = output of decoder block idx = HF
   ``hidden_states[idx + 1]``) through ``capture.capture_residuals``, the capture training uses, and keeps
   the readout of the last forward pass. The offline readout is one forward pass over a whole text; generation
@@ -22,7 +25,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -39,6 +42,10 @@ _UNIT_TOLERANCE = 1e-2
 #: Largest |alpha| a steered concept may have: alpha scales the prompt's mean residual norm, so 100 already adds a
 #: hundred residuals' worth; beyond it (or a NaN/inf) the forward overflows into NaN readouts.
 MAX_STEER_ALPHA = 100.0
+
+
+LayerCombine = Literal["mean"]
+LAYER_COMBINES: tuple[LayerCombine, ...] = ("mean",)
 
 
 class ReadoutError(AmygdalaError):
@@ -122,6 +129,14 @@ def calibrated(projector: Projector, pooled: torch.Tensor) -> Projector:
         return projector
     raw = project_pooled(pooled, projector, zscore=False)
     return replace(projector, mean=raw.mean(dim=0), std=raw.std(dim=0, correction=0))
+
+
+def combine_layers(zscores: torch.Tensor, rule: LayerCombine = "mean") -> torch.Tensor:
+    """One readout per concept from per-layer z-scores ``[..., n_layers, n_concepts]`` -> ``[..., n_concepts]``:
+    with ``mean``, their average over the layers."""
+    if rule not in LAYER_COMBINES:
+        raise ReadoutError(f"layer combination {rule!r} is unknown: use one of {', '.join(LAYER_COMBINES)}")
+    return zscores.mean(dim=-2)
 
 
 def parse_steer(specs: Sequence[str]) -> dict[str, float]:

@@ -24,7 +24,7 @@ from amygdala.outputs import atomic_write_bytes
 from amygdala.palette import concept_colour, token_style
 from amygdala.pooling import PoolingSpec, pool_readout
 from amygdala.problems import listed
-from amygdala.readout import TextReadout
+from amygdala.readout import LayerCombine, TextReadout, combine_layers
 
 _TOP_CONCEPTS = 5
 
@@ -77,15 +77,19 @@ def parse_input_lines(lines: Iterable[str], source: str) -> list[InputText]:
 
 
 def readout_record(item: InputText, readout: TextReadout, artifact: ReadoutArtifact, *, per_token: bool,
-                   spec: PoolingSpec, zscore: bool) -> dict[str, Any]:
+                   spec: PoolingSpec, zscore: bool, combine: LayerCombine | None = None) -> dict[str, Any]:
     """``{"id", "layers", "concepts", "readout": [layer][concept]}`` pooled, or per token with ``tokens``,
-    ``token_ids`` and ``readout[token][layer][concept]``."""
+    ``token_ids`` and ``readout[token][layer][concept]``. With ``combine`` (z-scores only), the layer axis is
+    combined (``readout.combine_layers``): ``readout[concept]`` / ``readout[token][concept]`` and
+    ``"combine_layers": combine``."""
     record: dict[str, Any] = {"id": item.id, "layers": list(artifact.layers), "concepts": list(artifact.concepts),
-                              "zscore": zscore}
+                              "zscore": zscore} | ({"combine_layers": combine} if combine is not None else {})
     if per_token:
+        values = readout.values if combine is None else combine_layers(readout.values, combine)
         return record | {"tokens": list(readout.tokens), "token_ids": list(readout.token_ids),
-                         "readout": readout.values.tolist()}
+                         "readout": values.tolist()}
     pooled = pool_readout(readout.values, spec)
+    pooled = pooled if combine is None else combine_layers(pooled, combine)
     return record | {"pooling": spec.pooling, "skip_tokens": spec.skip, "readout": pooled.tolist()}
 
 

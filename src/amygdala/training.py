@@ -35,6 +35,7 @@ from amygdala.directions import (
     StatsAccumulator,
     calibrate,
     check_counts,
+    chosen_shrinkage,
     compute_directions,
     stats_device,
 )
@@ -43,12 +44,14 @@ from amygdala.errors import AmygdalaError
 from amygdala.examples import Example
 from amygdala.layer_selection import AutoLayers, select_layers, selection_problems
 from amygdala.models import DtypeName, LoadedModel, canonical_dtype
+from amygdala.neutral import check_neutral_count, neutral_components, neutral_rows, project_stats, project_vectors
 from amygdala.pooling import PoolingSpec, iter_pooled
 from amygdala.splits import LabelledTexts, labelled_texts
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_DEPTHS = (0.4, 0.5667, 0.7333, 0.9)
+DEFAULT_NEUTRAL_PCS = 0
 _ROWS_PER_ADD = 256  # texts per statistics batch when the pooled rows are already in memory
 
 
@@ -57,9 +60,10 @@ class TrainError(AmygdalaError):
 
 
 # The literal CAA recipe of the original design: diff of means at the last token. The defaults below differ
-# because they measured best on held-out data (mean held-out AUROC 0.843 vs 0.655 on the bundled sample with
-# Gemma 3 270M; benchmarks/study_methods.py): mean pooling without the BOS token, and a diagonal-shrinkage LDA
-# direction that keeps Gemma's few huge-variance dimensions from dominating.
+# because they measured best (5-fold mean AUROC 0.854 vs 0.701 on the bundled sample with Gemma 3 270M;
+# benchmarks/study_methods.py): mean pooling without the BOS token, and a diagonal-shrinkage LDA direction that
+# keeps Gemma's few huge-variance dimensions from dominating. Neutral-PC removal changed neither figure of the
+# study for that method, so DEFAULT_NEUTRAL_PCS is 0.
 CAA_RECIPE: dict[str, Any] = {"method": "diff_of_means", "pooling": PoolingSpec("last")}
 
 
@@ -74,6 +78,10 @@ class TrainOptions:
     """How each text becomes one vector per layer (rule, skipped tokens, chat template, length cut)."""
     method: MethodName = DEFAULT_METHOD
     """A key of ``directions.DIRECTION_METHODS``."""
+    neutral_pcs: int = DEFAULT_NEUTRAL_PCS
+    """Remove this many principal components of the neutral train texts (positive for no concept) before
+    fitting (``amygdala.neutral``); 0: none. The artifact keeps ordinary unit vectors ``Pv``. Automatic layer
+    selection (``AutoLayers``) scores the layers without it."""
     dtype: DtypeName | None = None
     """Forward-pass precision; must be the dtype the model was loaded in (None: whatever that is). Statistics
     are always fp64 and the artifact's vectors float32; the forward dtype is recorded in the training record."""
@@ -135,32 +143,69 @@ def _option_problems(loaded: LoadedModel, options: TrainOptions, data: LabelledT
     problems += Batching(options.batch_size, options.batch_tokens).problems()
     if not data.texts:
         problems.append("no examples in the train split: run `amygdala extract` or check --emotions")
+    if options.neutral_pcs < 0:
+        problems.append(f"neutral_pcs (--remove-neutral-pcs) {options.neutral_pcs} must be >= 0")
+    try:
+        check_neutral_count(int(neutral_rows(data).sum()), options.neutral_pcs)
+    except AmygdalaError as exc:
+        problems.append(str(exc))
     return problems + options.pooling.problems()
 
 
 def _statistics(loaded: LoadedModel, data: LabelledTexts, options: TrainOptions, world: World,
-                cache: ActivationCache | None) -> tuple[ConceptStats, LayerCurve | None]:
-    """The fp64 sums at the target layers, on the statistics device, summed over the ranks of ``world``; and
-    the layer curve when the layers are chosen automatically (then taken from the selection's pooled texts,
-    which hold every layer: one forward per text)."""
+                cache: ActivationCache | None) -> tuple[ConceptStats, ConceptStats, LayerCurve | None]:
+    """The fp64 sums at the target layers, on the statistics device, summed over the ranks of ``world``: of
+    every train text, and of the neutral ones alone (over no concepts); and the layer curve when the layers are
+    chosen automatically (then taken from the selection's pooled texts, which hold every layer: one forward per
+    text)."""
     device = stats_device(loaded.device)
     if isinstance(options.target_layers, AutoLayers):
         selection = select_layers(loaded, data, options.target_layers, spec=options.pooling, method=options.method,
                                   batch_size=options.batch_size, batch_tokens=options.batch_tokens, cache=cache,
                                   progress=options.progress, world=world)
         layers = list(selection.curve.chosen)
-        accumulator = StatsAccumulator(data.concepts, layers, loaded.hidden_size, device)
+        accumulators = _Accumulators(data, layers, loaded.hidden_size, device)
         for start in range(0, len(data.texts), _ROWS_PER_ADD):  # every rank holds every row: no sum over ranks
-            rows = slice(start, start + _ROWS_PER_ADD)
-            accumulator.add(selection.pooled[rows, layers], data.positive[rows], data.negative[rows])
-        return accumulator.freeze(), selection.curve
+            rows = list(range(start, min(start + _ROWS_PER_ADD, len(data.texts))))
+            accumulators.add(rows, selection.pooled[rows][:, layers])
+        return accumulators.stats.freeze(), accumulators.neutral.freeze(), selection.curve
     layers = sorted(options.target_layers or default_target_layers(loaded.n_layers))
-    accumulator = StatsAccumulator(data.concepts, layers, loaded.hidden_size, device)
+    accumulators = _Accumulators(data, layers, loaded.hidden_size, device)
     for indices, pooled in iter_pooled(loaded, data.texts, layers, options.pooling, batch_size=options.batch_size,
                                        batch_tokens=options.batch_tokens, cache=cache, progress=options.progress,
                                        world=world):
-        accumulator.add(pooled, data.positive[indices], data.negative[indices])
-    return sum_over_ranks(accumulator.freeze(), world), None
+        accumulators.add(indices, pooled)
+    neutral = accumulators.neutral.freeze()  # summed over ranks only when it is used
+    return (sum_over_ranks(accumulators.stats.freeze(), world),
+            sum_over_ranks(neutral, world) if options.neutral_pcs else neutral, None)
+
+
+class _Accumulators:
+    """The running sums of every train text and of the neutral ones (positive for no concept)."""
+
+    def __init__(self, data: LabelledTexts, layers: Sequence[int], hidden_size: int, device: torch.device) -> None:
+        self.data, self.is_neutral = data, neutral_rows(data)
+        self.stats = StatsAccumulator(data.concepts, layers, hidden_size, device)
+        self.neutral = StatsAccumulator((), layers, hidden_size, device)
+
+    def add(self, indices: Sequence[int], pooled: torch.Tensor) -> None:
+        self.stats.add(pooled, self.data.positive[indices], self.data.negative[indices])
+        neutral = self.is_neutral[indices]
+        if bool(neutral.any()):
+            empty = torch.zeros((int(neutral.sum()), 0), dtype=torch.bool)
+            self.neutral.add(pooled[neutral.to(pooled.device)], empty, empty)
+
+
+def fit_statistics(stats: ConceptStats, neutral: ConceptStats, method: str,
+                   neutral_pcs: int) -> tuple[dict[int, torch.Tensor], dict[int, float] | None]:
+    """Unit vectors per layer by ``method`` after removing ``neutral_pcs`` principal components of the
+    ``neutral`` texts (as ``Pv``), and the shrinkage a data-driven method chose per layer (else None)."""
+    if not neutral_pcs:
+        return compute_directions(stats, method), chosen_shrinkage(stats, method)
+    components = neutral_components(neutral, neutral_pcs)
+    projected = project_stats(stats, components)
+    return (project_vectors(compute_directions(projected, method), components),
+            chosen_shrinkage(projected, method))
 
 
 def sum_over_ranks(stats: ConceptStats, world: World) -> ConceptStats:
@@ -187,7 +232,7 @@ def _checked_data(loaded: LoadedModel, examples: Sequence[Example], options: Tra
     check_same_inputs(world, "training data, model or options", {
         "data": data_sha256(examples), "model": loaded.fingerprint, "dtype": loaded.dtype,
         "options": [repr(options.target_layers), options.method, repr(options.pooling), options.batch_size,
-                    options.batch_tokens]})
+                    options.batch_tokens, options.neutral_pcs]})
     return data
 
 
@@ -203,8 +248,8 @@ def train(loaded: LoadedModel, examples: Sequence[Example], options: TrainOption
     data = _checked_data(loaded, examples, options, world)
     cache = ActivationCache(options.cache_dir) if options.cache_dir is not None else None
     logger.info("training %d concepts on %d unique texts on %s", len(data.concepts), len(data.texts), loaded.device)
-    stats, curve = _statistics(loaded, data, options, world, cache)
-    vectors = compute_directions(stats, options.method)
+    stats, neutral, curve = _statistics(loaded, data, options, world, cache)
+    vectors, shrinkage = fit_statistics(stats, neutral, options.method, options.neutral_pcs)
     calibration = calibrate(stats, vectors)
     counts = data.counts()
     record = TrainingRecord(
@@ -212,6 +257,6 @@ def train(loaded: LoadedModel, examples: Sequence[Example], options: TrainOption
         pooling=options.pooling, forward_dtype=loaded.dtype,
         counts={concept: (row["positive"], row["negative"]) for concept, row in counts.items()},
         n_unique_texts=len(data.texts), data_sha256=data_sha256([e for e in examples if e.split == "train"]),
-        layer_curve=curve, world_size=world.world_size)
+        layer_curve=curve, world_size=world.world_size, shrinkage=shrinkage, neutral_pcs=options.neutral_pcs)
     return ReadoutArtifact(data.concepts, stats.layers, {layer: v.cpu() for layer, v in vectors.items()},
                            loaded.hidden_size, "float32", calibration.to_cpu(), record)

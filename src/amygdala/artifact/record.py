@@ -78,6 +78,12 @@ class TrainingRecord:
     world_size: int = 1
     """Processes of a data-parallel run (torchrun) that trained it; written only when more than one, so a
     single-process manifest keeps the 0.1.0 layout."""
+    shrinkage: Mapping[int, float] | None = None
+    """Layer -> the covariance shrinkage a data-driven method (``directions.SHRINKAGE_RULES``) chose there;
+    written only for those methods."""
+    neutral_pcs: int = 0
+    """Principal components of the neutral texts removed before fitting (``amygdala.neutral``); written only
+    when more than zero."""
 
 
 def record_fields(record: TrainingRecord) -> dict[str, Any]:
@@ -92,6 +98,10 @@ def record_fields(record: TrainingRecord) -> dict[str, Any]:
                      "n_unique_texts": record.n_unique_texts}}
     if record.world_size != 1:
         fields["training"]["world_size"] = record.world_size
+    if record.shrinkage is not None:
+        fields["training"]["shrinkage"] = {str(layer): alpha for layer, alpha in record.shrinkage.items()}
+    if record.neutral_pcs:
+        fields["training"]["neutral_pcs"] = record.neutral_pcs
     if record.layer_curve is not None:
         fields["layer_selection"] = record.layer_curve.to_json()
     return fields
@@ -115,6 +125,12 @@ def _is_numbers(value: object) -> bool:
                                            for v in value)
 
 
+def _is_shrinkage(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        key.isdigit() and isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+        for key, v in value.items())
+
+
 def _is_ints(value: object) -> bool:
     return isinstance(value, list) and all(_is_int(v) for v in value)
 
@@ -131,8 +147,10 @@ _TRAINING: Rules = (
     ("counts", "an object of concept -> {positive, negative}", _is_counts),
     ("n_unique_texts", "a non-negative integer", _is_count),
     ("world_size", "a positive integer", lambda v: _is_int(v) and v > 0),
+    ("shrinkage", "an object of layer -> number in [0, 1]", _is_shrinkage),
+    ("neutral_pcs", "a non-negative integer", _is_count),
 )
-_OPTIONAL_TRAINING = ("world_size",)
+_OPTIONAL_TRAINING = ("world_size", "shrinkage", "neutral_pcs")
 _MODEL: Rules = (
     ("id", "a string", lambda v: isinstance(v, str)),
     ("fingerprint", "a string or null", lambda v: v is None or isinstance(v, str)),
@@ -186,4 +204,7 @@ def record_from_manifest(manifest: Mapping[str, Any]) -> TrainingRecord | None:
         counts={concept: (row["positive"], row["negative"]) for concept, row in training["counts"].items()},
         n_unique_texts=training["n_unique_texts"], data_sha256=training["data_sha256"], split=training["split"],
         layer_curve=LayerCurve.from_json(curve) if curve is not None else None,
-        world_size=training.get("world_size", 1))
+        world_size=training.get("world_size", 1),
+        shrinkage={int(layer): float(alpha) for layer, alpha in training["shrinkage"].items()}
+        if "shrinkage" in training else None,
+        neutral_pcs=training.get("neutral_pcs", 0))

@@ -11,7 +11,7 @@ import typer
 if TYPE_CHECKING:  # the CLI starts without torch: stage modules are imported when a command runs
     from amygdala.layer_selection import AutoLayers
     from amygdala.pooling import Pooling
-    from amygdala.readout import ReadoutOptions
+    from amygdala.readout import LayerCombine, ReadoutOptions
 
 MODEL = typer.Option("default", "--model", help="'default' (embedded Gemma 3 270M), 'smollm2', an HF folder or a "
                      ".gguf file.")
@@ -74,6 +74,20 @@ def parse_pooling(value: str | None) -> Pooling | None:
     if value not in POOLINGS:
         raise typer.BadParameter(f"{value!r} is not {' or '.join(map(repr, POOLINGS))}", param_hint="--pooling")
     return cast("Pooling", value)
+
+
+def parse_combine_layers(value: str | None, *, zscore: bool) -> LayerCombine | None:
+    """A ``readout.LAYER_COMBINES`` name, or None (one readout per layer); combining needs z-scores."""
+    from amygdala.readout import LAYER_COMBINES
+
+    if value is None:
+        return None
+    if value not in LAYER_COMBINES:
+        raise typer.BadParameter(f"{value!r} is not {' or '.join(map(repr, LAYER_COMBINES))}",
+                                 param_hint="--combine-layers")
+    if not zscore:
+        raise typer.BadParameter(f"{value!r} averages the layers' z-scores: add --zscore", param_hint="--combine-layers")
+    return value
 
 
 def readout_options(zscore: bool, steer: list[str] | None, steer_layer: list[int] | None) -> ReadoutOptions:

@@ -21,6 +21,7 @@ def readout_command(
     output: Path = typer.Option(..., "--output", help="JSONL, one line per input text (written atomically)."),
     per_token: bool = typer.Option(False, "--per-token", help="Write every token's readout, not one pooled readout."),
     zscore: bool = typer.Option(False, "--zscore", help="Z-score with the manifest calibration."),
+    combine_layers: str | None = typer.Option(None, "--combine-layers", help="mean: one readout per concept, the average of the layers' z-scores (needs --zscore); default: one per layer."),
     pooling: str | None = typer.Option(None, "--pooling", help="last or mean (default: as trained, from the manifest)."),
     skip_tokens: int | None = typer.Option(None, "--skip-tokens", help="With mean pooling: leave out each text's first K tokens (default: as trained)."),
     chat_template: bool | None = typer.Option(None, "--chat-template/--no-chat-template", help="Wrap each text as a chat user turn (default: as trained)."),
@@ -34,9 +35,11 @@ def readout_command(
     from amygdala.pipeline import read_out_files
 
     rule = options.parse_pooling(pooling)
+    combine = options.parse_combine_layers(combine_layers, zscore=zscore)
     run = read_out_files(vectors, input_path, output, options.readout_options(zscore, steer, steer_layer), manifest=manifest,
                          model=model, dtype=dtype, device=device, pooling=rule, skip_tokens=skip_tokens,
-                         chat_template=chat_template, per_token=per_token, html=html_path, progress=not no_progress)
+                         chat_template=chat_template, per_token=per_token, html=html_path, progress=not no_progress,
+                         combine=combine)
     if view:
         from rich.console import Console
 
@@ -45,7 +48,8 @@ def readout_command(
         for item, readout in zip(run.items, run.readouts, strict=True):
             Console().print(terminal_view(item, readout, run.artifact, zscore=zscore))
     tokens = sum(len(readout.token_ids) for readout in run.readouts)
-    shape = "per token" if per_token else f"{run.spec.pooling} pooling"
+    shape = ("per token" if per_token else f"{run.spec.pooling} pooling") + (
+        f", layers combined ({combine})" if combine else "")
     typer.echo(f"read out {len(run.items)} texts ({tokens} tokens) x {len(run.artifact.concepts)} concepts x "
                f"{len(run.artifact.layers)} layers {list(run.artifact.layers)}, {shape}{', z-scored' if zscore else ''} "
                f"-> {output}" + (f", {html_path}" if html_path else "") + f" (on {run.device})")

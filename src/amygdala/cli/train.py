@@ -23,6 +23,9 @@ def _summary(run: TrainRun) -> str:
              f"({record.method}, {record.pooling.pooling} pooling, {record.forward_dtype} forward on {run.device}"
              + (f", data-parallel over {run.world.world_size} ranks)" if run.world.is_parallel else ")"),
              f"counts (positive/negative): {counts if len(counts) < 400 else counts[:400] + ' ...'}",
+             *([f"shrinkage chosen per layer: {', '.join(f'{k}: {v:.3f}' for k, v in record.shrinkage.items())}"]
+               if record.shrinkage else []),
+             *([f"removed {record.neutral_pcs} neutral principal component(s) per layer"] if record.neutral_pcs else []),
              f"vectors:  {run.vectors_path}", f"manifest: {run.manifest_path}"]
     return "\n".join(lines + ([f"eLH:      {run.elh_path}"] if run.elh_path else []))
 
@@ -40,7 +43,8 @@ def train_command(
     batch_tokens: int | None = options.BATCH_TOKENS,
     pooling: str = typer.Option("mean", "--pooling", help="mean (non-pad tokens after --skip-tokens) or last (last non-pad token)."),
     skip_tokens: int | None = typer.Option(None, "--skip-tokens", help="With --pooling mean: skip each text's first K tokens (BOS counts as one). Default: 1 for mean, 0 for last."),
-    method: str = typer.Option("lda_diagonal", "--method", help="Direction method: diff_of_means, mean_centered, lda or lda_diagonal."),
+    method: str = typer.Option("lda_diagonal", "--method", help="Direction method: diff_of_means, mean_centered, lda, lda_diagonal (diagonal shrinkage 0.9), or lda_oas / lda_rblw (diagonal shrinkage chosen per layer from the data by OAS / Rao-Blackwell Ledoit-Wolf)."),
+    remove_neutral_pcs: int = typer.Option(0, "--remove-neutral-pcs", help="Project out the top K principal components of the neutral train texts (positive for no concept) before fitting; 0: none."),
     chat_template: bool = typer.Option(False, "--chat-template", help="Wrap texts in the model's chat template."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Keep pooled activations here; reruns skip the model and resume."),
     emotions: str | None = typer.Option(None, "--emotions", help="Comma-separated emotions to train (default: all files)."),
@@ -62,6 +66,7 @@ def train_command(
         raise typer.BadParameter(f"{layout!r} is not 'layers' or 'eLH'", param_hint="--format")
     spec = PoolingSpec(cast(Pooling, pooling), skip_tokens, chat_template, max_length)
     train_options = TrainOptions(target_layers=layers, pooling=spec, method=cast(MethodName, method),
+                                 neutral_pcs=remove_neutral_pcs,
                                  batch_size=batch_size, batch_tokens=batch_tokens, cache_dir=cache_dir,
                                  progress=not no_progress and options.is_main_rank())
     run = train_files(training_data_dir, output, train_options, model=model, dtype=dtype, device=device,
