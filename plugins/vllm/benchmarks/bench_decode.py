@@ -3,7 +3,8 @@
 
 Each mode runs in its own process (vLLM reads plugin settings once per process), both with
 ``VLLM_PLUGINS=amygdala_readout``: "off" has no ``VLLM_READOUT_VECTORS`` (plugin installed, inactive), "on" reads out
-every generated token (and the run checks it got one readout per token). Decode time = time of ``generate`` with
+every generated token (and the run checks it got one readout per token); it also times one empty
+``collective_rpc`` take, the transport's fixed cost per engine step (offline) or event-loop tick (server). Decode time = time of ``generate`` with
 ``--tokens`` new tokens minus the time with 1 (the prefill), so the step time excludes prefill; the median over
 ``--reps`` repetitions is reported. Run it in the plugin's venv; the last line is one JSON object:
 
@@ -70,6 +71,13 @@ def _child(model: str, tokens: int, reps: int, reading: bool) -> dict[str, objec
         decode = [run(tokens) - run(1) for _ in range(reps)]
         step_s = statistics.median(decode) / (tokens - 1)
         results[f"batch_{batch}"] = {"ms_per_step": step_s * 1e3, "tokens_per_s": batch / step_s}
+    if reading:  # the fixed cost of the transport: one empty take = one collective_rpc round trip
+        trips = []
+        for _ in range(50):
+            start = time.perf_counter()
+            llm.llm_engine.collective_rpc("amygdala_readout_take", args=([],))
+            trips.append(time.perf_counter() - start)
+        results["take_rpc_ms"] = statistics.median(trips) * 1e3
     return results
 
 
@@ -112,7 +120,8 @@ def main() -> None:
     report: dict[str, object] = {"bench": "vllm_decode_readout", "model": args.model, "concepts": N_CONCEPTS,
                                  "layers": layers, "tokens": args.tokens, "reps": args.reps, "goal_pct": GOAL_PCT,
                                  "off_mode": [off["compilation_mode"], off["enforce_eager"]],
-                                 "on_mode": [on["compilation_mode"], on["enforce_eager"]]}
+                                 "on_mode": [on["compilation_mode"], on["enforce_eager"]],
+                                 "take_rpc_ms": round(float(on["take_rpc_ms"]), 3)}  # type: ignore[arg-type]
     for batch in BATCHES:
         key = f"batch_{batch}"
         off_b, on_b = off[key], on[key]

@@ -60,19 +60,48 @@ class Artifact:
     manifest: Path
 
 
-@pytest.fixture(scope="session")
-def artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+def make_artifact(folder: Path, layers: tuple[int, ...]) -> Artifact:
+    """Random unit vectors for ``CONCEPTS`` at ``layers`` (hidden 576), with a calibration."""
     from amygdala.artifact import Calibration, ReadoutArtifact, save_artifact
 
     generator = torch.Generator().manual_seed(7)
     vectors = {layer: torch.nn.functional.normalize(torch.randn(len(CONCEPTS), 576, generator=generator), dim=-1)
-               for layer in LAYERS}
-    calibration = Calibration({layer: torch.randn(len(CONCEPTS), generator=generator) for layer in LAYERS},
-                              {layer: torch.rand(len(CONCEPTS), generator=generator) + 0.5 for layer in LAYERS})
-    folder = tmp_path_factory.mktemp("artifact")
-    manifest = save_artifact(ReadoutArtifact(CONCEPTS, LAYERS, vectors, 576, calibration=calibration),
+               for layer in layers}
+    calibration = Calibration({layer: torch.randn(len(CONCEPTS), generator=generator) for layer in layers},
+                              {layer: torch.rand(len(CONCEPTS), generator=generator) + 0.5 for layer in layers})
+    manifest = save_artifact(ReadoutArtifact(CONCEPTS, layers, vectors, 576, calibration=calibration),
                              folder / "readout.safetensors")
     return Artifact(folder / "readout.safetensors", manifest)
+
+
+@pytest.fixture(scope="session")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    return make_artifact(tmp_path_factory.mktemp("artifact"), LAYERS)
+
+
+_TP_MODEL = """
+import json, shutil, sys
+from pathlib import Path
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+source, out = Path(sys.argv[1]), Path(sys.argv[2])
+config = json.loads((source / "config.json").read_text())
+config.update(num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2, head_dim=64)
+config = {key: value for key, value in config.items() if key not in ("architectures", "transformers_version")}
+torch.manual_seed(0)
+LlamaForCausalLM(LlamaConfig(**config)).save_pretrained(out)
+for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+    shutil.copy(source / name, out / name)
+"""
+
+
+@pytest.fixture(scope="session")
+def tp_model_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2's shape cut to 4 blocks with 8 query / 2 KV heads (SmolLM2-135M's 9 heads do not split over 2
+    ranks), random weights: for the tensor-parallel rank logic only, never for readout quality."""
+    out = tmp_path_factory.mktemp("tp-model")
+    subprocess.run([main_python(), "-c", _TP_MODEL, str(model_dir), str(out)], check=True, capture_output=True)
+    return out
 
 
 def plugin_env(artifact: Artifact, **extra: str) -> dict[str, str]:

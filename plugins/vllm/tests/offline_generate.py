@@ -1,7 +1,7 @@
 """Offline ``LLM.generate`` with the plugin, run in a fresh plugin-venv process (vLLM reads plugin settings once
 per process). Reads ``{"model", "prompts", "max_tokens", "n", "engine_args"}`` (JSON file, argv[1]); prints, per
 prompt and completion, ``{"prompt_ids", "token_ids", "readout"}``, then the engine's ``{"enforce_eager",
-"compilation_mode"}``."""
+"compilation_mode", "reporting_ranks"}``."""
 
 from __future__ import annotations
 
@@ -21,8 +21,10 @@ def main(request_path: str) -> None:
                for completion in output.outputs]
     print("RESULT " + json.dumps(results))
     config = llm.llm_engine.vllm_config
+    answers = llm.collective_rpc("amygdala_readout_take", args=([],))  # one per rank: None = not reporting
     print("ENGINE " + json.dumps({"enforce_eager": config.model_config.enforce_eager,
-                                  "compilation_mode": int(config.compilation_config.mode)}))
+                                  "compilation_mode": int(config.compilation_config.mode),
+                                  "reporting_ranks": [rank for rank, answer in enumerate(answers) if answer]}))
 
 
 if __name__ == "__main__":
