@@ -90,8 +90,9 @@ class _Readouts:
     def execute_model(self, original: Callable[..., Any]) -> Callable[..., Any]:
         """After each forward of scheduled requests, send their sampled rows towards the host."""
 
-        def execute_model(scheduler_output: Any, *args: Any, **kwargs: Any) -> Any:
-            output = original(scheduler_output, *args, **kwargs)
+        def execute_model(*args: Any, **kwargs: Any) -> Any:
+            output = original(*args, **kwargs)
+            scheduler_output = args[0] if args else kwargs["scheduler_output"]
             if scheduler_output.total_num_scheduled_tokens > 0 and self.runner.input_batch.num_reqs > 0:
                 self._collect()
             return output
