@@ -108,8 +108,12 @@ def project_readout(residual: torch.Tensor, projector: Projector, position: int,
     Offline readout, generation and the server all call this function.
     """
     raw = residual.float() @ projector.vectors[position].T
-    if not zscore:
-        return raw
+    return calibrate_readout(raw, projector, position) if zscore else raw
+
+
+def calibrate_readout(raw: torch.Tensor, projector: Projector, position: int) -> torch.Tensor:
+    """z-scores ``(raw - mean) / std`` of raw readouts ``[..., n_concepts]`` at the projector's ``position``-th layer
+    (the vLLM plugin projects inside the compiled graph and calibrates the few rows that leave the device)."""
     if projector.mean is None or projector.std is None:
         raise ReadoutError("z-scores need a manifest with calibration; this artifact has none: drop zscore")
     return (raw - projector.mean[position]) / projector.std[position]

@@ -4,8 +4,12 @@
   (``AMYGDALA_MAIN_PYTHON``, set by scripts/vllm_plugin_test.sh), since the plugin venv cannot hold
   transformers >= 5.23.
 - ``artifact``: random unit vectors at layers 0, 7, 15 and 29 (the last block too) with a calibration.
-- ``server``: one real vLLM OpenAI server on loopback with the plugin, eager, a KV cache small enough (9 blocks
-  of 32 tokens) that concurrent requests get preempted.
+- ``server``: one real vLLM OpenAI server on loopback with the plugin, a KV cache small enough (9 blocks of 32
+  tokens) that concurrent requests get preempted; parametrised over ``compiled`` (vLLM's default compilation,
+  the readout op traced into the graph) and ``eager`` (``--enforce-eager``). One server per mode per session:
+  pytest groups the tests by mode and stops one server before starting the next.
+- ``ENGINE_ARGS``: the engine shape shared by the server and the offline test, so the offline engine loads the
+  server's compiled graph from vLLM's compile cache instead of compiling again.
 - ``reference``: amygdala's own offline readout of token sequences, computed by the main interpreter.
 """
 
@@ -30,6 +34,10 @@ HERE = Path(__file__).resolve().parent
 LAYERS = (0, 7, 15, 29)
 CONCEPTS = ("joy", "fear", "calm")
 SERVER_START_S = 420.0
+MODES = ("compiled", "eager")
+#: One engine shape for every engine of the session (same vLLM config hash, so one compilation).
+ENGINE_ARGS = {"dtype": "float32", "max_model_len": 256, "kv_cache_memory_bytes": 14 << 20, "block_size": 32,
+               "max_num_seqs": 8, "seed": 0}
 
 
 def main_python() -> str:
@@ -52,19 +60,48 @@ class Artifact:
     manifest: Path
 
 
-@pytest.fixture(scope="session")
-def artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+def make_artifact(folder: Path, layers: tuple[int, ...]) -> Artifact:
+    """Random unit vectors for ``CONCEPTS`` at ``layers`` (hidden 576), with a calibration."""
     from amygdala.artifact import Calibration, ReadoutArtifact, save_artifact
 
     generator = torch.Generator().manual_seed(7)
     vectors = {layer: torch.nn.functional.normalize(torch.randn(len(CONCEPTS), 576, generator=generator), dim=-1)
-               for layer in LAYERS}
-    calibration = Calibration({layer: torch.randn(len(CONCEPTS), generator=generator) for layer in LAYERS},
-                              {layer: torch.rand(len(CONCEPTS), generator=generator) + 0.5 for layer in LAYERS})
-    folder = tmp_path_factory.mktemp("artifact")
-    manifest = save_artifact(ReadoutArtifact(CONCEPTS, LAYERS, vectors, 576, calibration=calibration),
+               for layer in layers}
+    calibration = Calibration({layer: torch.randn(len(CONCEPTS), generator=generator) for layer in layers},
+                              {layer: torch.rand(len(CONCEPTS), generator=generator) + 0.5 for layer in layers})
+    manifest = save_artifact(ReadoutArtifact(CONCEPTS, layers, vectors, 576, calibration=calibration),
                              folder / "readout.safetensors")
     return Artifact(folder / "readout.safetensors", manifest)
+
+
+@pytest.fixture(scope="session")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    return make_artifact(tmp_path_factory.mktemp("artifact"), LAYERS)
+
+
+_TP_MODEL = """
+import json, shutil, sys
+from pathlib import Path
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+source, out = Path(sys.argv[1]), Path(sys.argv[2])
+config = json.loads((source / "config.json").read_text())
+config.update(num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2, head_dim=64)
+config = {key: value for key, value in config.items() if key not in ("architectures", "transformers_version")}
+torch.manual_seed(0)
+LlamaForCausalLM(LlamaConfig(**config)).save_pretrained(out)
+for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+    shutil.copy(source / name, out / name)
+"""
+
+
+@pytest.fixture(scope="session")
+def tp_model_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2's shape cut to 4 blocks with 8 query / 2 KV heads (SmolLM2-135M's 9 heads do not split over 2
+    ranks), random weights: for the tensor-parallel rank logic only, never for readout quality."""
+    out = tmp_path_factory.mktemp("tp-model")
+    subprocess.run([main_python(), "-c", _TP_MODEL, str(model_dir), str(out)], check=True, capture_output=True)
+    return out
 
 
 def plugin_env(artifact: Artifact, **extra: str) -> dict[str, str]:
@@ -85,6 +122,7 @@ class Server:
     url: str
     model: str
     log: Path
+    mode: str
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -101,13 +139,19 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     pytest.fail(f"vLLM server not ready after {SERVER_START_S:.0f} s:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="session")
-def server(model_dir: Path, artifact: Artifact, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def engine_flags(mode: str) -> list[str]:
+    """``ENGINE_ARGS`` as CLI flags, plus ``--enforce-eager`` in eager mode."""
+    flags = [f"--{key.replace('_', '-')}={value}" for key, value in ENGINE_ARGS.items()]
+    return flags + (["--enforce-eager"] if mode == "eager" else [])
+
+
+@pytest.fixture(scope="session", params=MODES)
+def server(request: pytest.FixtureRequest, model_dir: Path, artifact: Artifact,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "vllm.log"
+    log = tmp_path_factory.mktemp(f"server-{request.param}") / "vllm.log"
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-               "--dtype", "float32", "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "256",
-               "--kv-cache-memory-bytes", str(14 << 20), "--block-size", "32", "--max-num-seqs", "8", "--seed", "0",
+               "--host", "127.0.0.1", "--port", str(port), *engine_flags(request.param),
                "--enable-prompt-tokens-details"]
     with log.open("wb") as sink:
         process = subprocess.Popen(command, env=plugin_env(artifact), stdout=sink, stderr=subprocess.STDOUT,
@@ -115,7 +159,7 @@ def server(model_dir: Path, artifact: Artifact, tmp_path_factory: pytest.TempPat
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, process, log)
-        yield Server(url, str(model_dir), log)
+        yield Server(url, str(model_dir), log, request.param)
     finally:
         process.send_signal(signal.SIGTERM)
         try:

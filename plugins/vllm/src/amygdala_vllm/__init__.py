@@ -2,7 +2,8 @@
 
 Two entry points, both named ``amygdala_readout``:
 - ``vllm.general_plugins`` -> ``register``: vLLM calls it in every process (API server, engine core, workers).
-  With ``VLLM_READOUT_VECTORS`` set it adds the worker extension, forces eager mode and patches the engine and
+  With ``VLLM_READOUT_VECTORS`` set it adds the worker extension, hooks the model runner's ``load_model`` (the
+  readout op enters the compiled graph; the compilation mode is left as the user set it) and patches the engine and
   the OpenAI serving classes so every completion carries per-token readouts. ``AMYGDALA_VLLM_DISABLE=1`` turns it
   off. Configuration errors raise here, so vLLM stops instead of serving without readouts.
 - ``vllm.endpoint_plugins`` -> ``endpoint_plugin``: ``GET /v1/readout/manifest``; vLLM loads endpoint plugins only

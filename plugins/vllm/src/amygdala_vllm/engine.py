@@ -1,6 +1,8 @@
 """Frontend side, in the process that owns the engine client (the API server, or the process running ``LLM``).
 
-- Engine arguments: the worker extension is added and eager mode forced, before vLLM builds its config.
+- Engine arguments: the worker extension and the readout's compile-cache key are added before vLLM builds its
+  config; the compilation mode is the user's (the readout op is traced into the compiled graph).
+- Model runners hook the model as soon as it is loaded (before compilation and CUDA-graph capture).
 - Each ``CompletionOutput`` the output processor makes is tagged with its engine request id and the position
   of its first token (``prompt_len - 1 + k`` for generated token k), so n > 1 children and merged deltas stay
   apart.
@@ -13,18 +15,21 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from amygdala_vllm.config import PluginConfigError, ReadoutConfig
-from amygdala_vllm.worker import Span
+from amygdala_vllm.readout_op import OP_NAME
+from amygdala_vllm.worker import Span, install_on_load
 
 logger = logging.getLogger(__name__)
 WORKER_EXTENSION = "amygdala_vllm.worker.ReadoutWorkerExtension"
 SPAN_ATTR = "_amygdala_span"
 READOUT_ATTR = "readout"
 _PATCHED = "__amygdala_readout__"
+CACHE_KEY = "amygdala_readout"
 
 
 class ReadoutMissingError(RuntimeError):
@@ -40,8 +45,9 @@ def _patch(owner: type, name: str, make: Callable[[Callable[..., Any]], Callable
     setattr(owner, name, replacement)
 
 
-def force_readout_args(args: Any) -> None:
-    """Add the worker extension and force eager mode on ``EngineArgs``; refuse what the plugin cannot read."""
+def force_readout_args(args: Any, config: ReadoutConfig) -> None:
+    """Add the worker extension and the readout's compile-cache key to ``EngineArgs``; refuse what the plugin cannot
+    read. The compilation mode is left alone: the readout op is part of the traced graph."""
     problems = []
     if args.worker_extension_cls not in ("", WORKER_EXTENSION):
         problems.append(f"worker_extension_cls is already {args.worker_extension_cls!r}; amygdala-vllm needs "
@@ -51,10 +57,16 @@ def force_readout_args(args: Any) -> None:
     if problems:
         raise PluginConfigError("amygdala-vllm: " + "; ".join(problems))
     args.worker_extension_cls = WORKER_EXTENSION
-    if not args.enforce_eager:
-        logger.warning("amygdala-vllm forces enforce_eager=True: forward hooks do not fire inside torch.compile "
-                       "graphs or CUDA graphs")
-        args.enforce_eager = True
+    args.additional_config = {**(args.additional_config or {}), CACHE_KEY: compile_cache_key(config)}
+
+
+def compile_cache_key(config: ReadoutConfig) -> dict[str, Any]:
+    """What the traced graph depends on. vLLM keys its AOT compile cache on the ``VllmConfig`` hash (which covers
+    ``additional_config``) and the model's source, not on forward hooks: without this key an engine would load a
+    graph compiled without the readout op (or one with it, plugin off)."""
+    digest = hashlib.sha256(config.vectors.read_bytes()).hexdigest()[:16]
+    return {"layers": list(config.layers), "concepts": len(config.concepts), "vectors_sha256": digest,
+            "op": OP_NAME}
 
 
 def _tagged(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -241,7 +253,7 @@ def install_patches(config: ReadoutConfig) -> None:
 
     def make_config(original: Callable[..., Any]) -> Callable[..., Any]:
         def create_engine_config(self: Any, *args: Any, **kwargs: Any) -> Any:
-            force_readout_args(self)
+            force_readout_args(self, config)
             return original(self, *args, **kwargs)
 
         return create_engine_config
@@ -253,3 +265,10 @@ def install_patches(config: ReadoutConfig) -> None:
     make_add, make_step = _sync_engine(config)
     _patch(LLMEngine, "add_request", make_add)
     _patch(LLMEngine, "step", make_step)
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():
+        from vllm.v1.worker.cpu_model_runner import CPUModelRunner as Runner
+    else:
+        from vllm.v1.worker.gpu_model_runner import GPUModelRunner as Runner
+    _patch(Runner, "load_model", install_on_load(config))
