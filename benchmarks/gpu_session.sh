@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Everything a short GPU slot should run, about 4 minutes on one H200 and at most 6 (the sum of the step limits:
-# 30 + 90 + 90 + 150 s): the device checks, then the train benchmark at Qwen3-8B's and Qwen3-32B's shapes (random
-# weights, bf16). Each step runs in its own process under a timeout, so one failure or hang loses nothing else.
+# Everything a short GPU slot should run, at most 7.5 minutes (the sum of the step limits: 30 + 90 + 90 + 150 +
+# 90 s): the device checks, the train benchmark at Qwen3-8B's and Qwen3-32B's shapes (random weights, bf16), then
+# the vLLM plugin's readout op in a CUDA graph on a Qwen3-32B-shaped stack (torch only; vLLM is not needed). Each step runs in its own process under a timeout, so one failure or hang loses nothing else.
 # One JSON line per step goes to stdout and to $OUT/gpu_session.jsonl (a benchmark cut short reports its last
 # finished batching); each step's full stdout/stderr stays in $OUT/<step>.out / .err.
 #
@@ -57,4 +57,6 @@ for model in $MODELS; do
   esac
   step "bench_train_$model" "$limit" "$PYTHON" benchmarks/bench_train.py --device "$DEVICE" --random-model "$model"
 done
+op_size=$([[ $MODELS == tiny ]] && echo --tiny)
+step readout_op 90 "$PYTHON" plugins/vllm/benchmarks/bench_readout_op_gpu.py --device "$DEVICE" $op_size
 echo "all steps done; lines in $LOG" >&2
