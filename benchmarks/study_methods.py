@@ -10,6 +10,9 @@ Two figures per variant, both with bootstrap 95% CIs, on the bundled sample and 
   |r| of PC1 of the concept vectors against the concepts' lexicon valence; ``magnitude_rho`` is the same rho
   with the axis weighted by each covered concept's lexicon valence (``magnitude_axis_rho``) instead of by sign.
 
+``mean_last`` (``pooling.pool_mean_last``) also runs at other weights of the last token (``LAST_WEIGHT_SWEEP``,
+``mean_last@w``) at the default method and layers.
+
 Variants: pooling ``POOLINGS`` x method (every ``directions.DIRECTION_METHODS``) x neutral PCs removed
 (``NEUTRAL_PCS``, ``amygdala.neutral`` through ``fit_directions(neutral_pcs=...)``) x layer rule
 (``layer_rules``: ``default`` = ``training.default_target_layers``, ``mid`` / ``late`` = four consecutive layers
@@ -68,6 +71,7 @@ NEUTRAL_PCS = (0, 4)
 FOLDS, SEED, N_BOOT = 5, 0, 1000
 DEFAULT_POOLING = "mean-skip1"
 SHRINKAGE_SWEEP = (0.5, 0.8, 0.95, 0.99, 1.0)
+LAST_WEIGHT_SWEEP = (0.1, 0.3, 0.5)
 
 
 def fixed_shrinkage(alpha: float) -> DirectionMethod:
@@ -151,6 +155,22 @@ def crossed_valence(pooled_by: dict[str, tuple[torch.Tensor, torch.Tensor]], dat
     return rows
 
 
+def last_weight_rows(pooled_by: dict[str, tuple[torch.Tensor, torch.Tensor]], data: LabelledTexts,
+                     corpus: RatedSentences, layers: Sequence[int], n_boot: int) -> list[dict[str, Any]]:
+    """``mean_last`` at other weights of the last token (default method and layers): the rule is linear, so
+    mixing the mean-skip1 and last rows equals pooling with that weight."""
+    (mean, corpus_mean), (last, corpus_last) = pooled_by[DEFAULT_POOLING], pooled_by["last"]
+    rows = []
+    for weight in LAST_WEIGHT_SWEEP:
+        rows.append({"pooling": f"mean_last@{weight:g}", "method": DEFAULT_METHOD, "neutral_pcs": 0,
+                     "layers_rule": "default", "layers": list(layers),
+                     **variant_row((1 - weight) * mean + weight * last, data,
+                                   (1 - weight) * corpus_mean + weight * corpus_last, corpus, layers,
+                                   DEFAULT_METHOD, 0, n_boot)})
+        print_row(rows[-1])
+    return rows
+
+
 def study(loaded: LoadedModel, cache: ActivationCache | None, *,
           quick: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Every variant's row, then the crossed valence rows (``crossed_valence``, default method and layers)."""
@@ -183,8 +203,10 @@ def study(loaded: LoadedModel, cache: ActivationCache | None, *,
                              **variant_row(pooled, data, corpus_pooled, corpus, layers, fixed_shrinkage(alpha), 0,
                                            100 if quick else N_BOOT)})
                 print_row(rows[-1])
-    crossed = crossed_valence(pooled_by, data, corpus, layer_rules(loaded.n_layers)["default"],
-                              100 if quick else N_BOOT)
+    default_layers, n_boot = layer_rules(loaded.n_layers)["default"], 100 if quick else N_BOOT
+    if "last" in pooled_by:
+        rows += last_weight_rows(pooled_by, data, corpus, default_layers, n_boot)
+    crossed = crossed_valence(pooled_by, data, corpus, default_layers, n_boot)
     return rows, crossed
 
 
