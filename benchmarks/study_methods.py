@@ -122,7 +122,7 @@ def variant_row(pooled: torch.Tensor, data: LabelledTexts, corpus_pooled: torch.
             "magnitude_rho": magnitude_axis_rho(vectors, data.concepts, layers, corpus_pooled[:, layers], corpus)}
 
 
-HEADER = (f"{'pooling':<11}{'method':<14}{'npc':>4} {'layers':<20}{'cv auroc [95% CI]':<22}{'top1 [95% CI]':<22}"
+HEADER = (f"{'pooling':<16}{'method':<14}{'npc':>4} {'layers':<20}{'cv auroc [95% CI]':<22}{'top1 [95% CI]':<22}"
           f"{'top3':>6}{'random':>8}  {'valence rho [95% CI]':<22}{'pc1 r':>6}{'mag rho':>8}")
 
 
@@ -133,7 +133,7 @@ def _ci(row: dict[str, Any], name: str) -> str:
 
 def print_row(row: dict[str, Any]) -> None:
     layers = f"{row['layers_rule']} {','.join(map(str, row['layers']))}"
-    print(f"{row['pooling']:<11}{row['method']:<14}{row['neutral_pcs']:>4} {layers:<20}{_ci(row, 'mean_auroc'):<22}"
+    print(f"{row['pooling']:<16}{row['method']:<14}{row['neutral_pcs']:>4} {layers:<20}{_ci(row, 'mean_auroc'):<22}"
           f"{_ci(row, 'top1'):<22}{row['top3']:>6.3f}{row['random_mean_auroc']:>8.3f}  {_ci(row, 'valence_rho'):<22}"
           f"{row['pc1_r']:>6.3f}{row['magnitude_rho']:>8.3f}", flush=True)
 
