@@ -192,7 +192,7 @@ def test_shrinkage_and_neutral_pcs_round_trip_through_the_training_record(tmp_pa
 
 
 @pytest.mark.parametrize(("training", "message"), [
-    ({"pooling": "max"}, r"field 'training.pooling' must be 'last' or 'mean', not \"max\""),
+    ({"pooling": "max"}, r"field 'training.pooling' must be 'last' or 'mean' or 'mean_last', not \"max\""),
     ({"shrinkage": {"3": 1.5}}, r"field 'training.shrinkage' must be an object of layer -> number in \[0, 1\]"),
     ({"neutral_pcs": -1}, r"field 'training.neutral_pcs' must be a non-negative integer, not -1"),
     ({"counts": {"joy": {"positive": -1, "negative": 3}}}, r"field 'training.counts' must be an object"),

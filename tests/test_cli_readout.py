@@ -18,7 +18,7 @@ import torch
 from amygdala.artifact import save_artifact
 from amygdala.cli import main
 from amygdala.models import LoadedModel
-from amygdala.pooling import PoolingSpec, pool_readout
+from amygdala.pooling import Pooling, PoolingSpec, pool_readout
 from amygdala.readout import ReadoutOptions, read_text
 
 from readout_helpers import concept_artifact
@@ -47,18 +47,20 @@ def _input_file(folder: Path) -> Path:
     return path
 
 
-def test_readout_writes_pooled_lines_equal_to_the_python_api(tmp_path: Path, vectors: Path,
-                                                             smollm2: LoadedModel) -> None:
+@pytest.mark.parametrize("pooling", ["mean", "mean_last"])
+def test_readout_writes_pooled_lines_equal_to_the_python_api(tmp_path: Path, vectors: Path, smollm2: LoadedModel,
+                                                             pooling: Pooling) -> None:
     output = tmp_path / "out.jsonl"
     code = main(["readout", "--vectors", str(vectors), "--model", "smollm2", "--input", str(_input_file(tmp_path)),
-                 "--output", str(output), "--pooling", "mean", "--skip-tokens", "1", "--no-progress"])
+                 "--output", str(output), "--pooling", pooling, "--skip-tokens", "1", "--no-progress"])
     assert code == 0
     lines = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
     assert [line["id"] for line in lines] == ["a", 3]
     assert lines[0]["concepts"] == ["joy", "anger", "fear"] and lines[0]["layers"] == [5, 15, 24]
     artifact = concept_artifact(smollm2)
     for line, text in zip(lines, TEXTS):
-        expected = pool_readout(read_text(smollm2, artifact, text).values, PoolingSpec("mean", skip_tokens=1))
+        expected = pool_readout(read_text(smollm2, artifact, text).values, PoolingSpec(pooling, skip_tokens=1))
+        assert line["pooling"] == pooling
         torch.testing.assert_close(torch.tensor(line["readout"]), expected, rtol=1e-4, atol=1e-3)
 
 

@@ -10,6 +10,7 @@ from safetensors import safe_open
 from amygdala.artifact import load_artifact
 from amygdala.cli import main
 from amygdala.examples import Example
+from amygdala.pooling import PoolingSpec
 
 TEXTS = ["She laughed at the station.", "The report is due Monday", "I could not stop shaking!",
          "We planted tomatoes;", "Why does he never listen?", "Golden sunset over the bay"]
@@ -47,12 +48,13 @@ def test_cli_train_defaults_layers_and_honours_manifest_method_and_pooling(tiny_
     data = _write_examples(tmp_path / "examples")
     output, manifest = tmp_path / "r.safetensors", tmp_path / "meta" / "manifest.json"
     code = main(["train", "--model", str(tiny_model_dir), "--training-data-dir", str(data), "--output", str(output),
-                 "--manifest", str(manifest), "--method", "lda", "--pooling", "mean", "--skip-tokens", "1",
+                 "--manifest", str(manifest), "--method", "lda", "--pooling", "mean_last", "--skip-tokens", "1",
                  "--no-progress"])
     assert code == 0 and not (tmp_path / "r.json").exists()
     artifact = load_artifact(output, manifest)
     assert artifact.layers == (1, 2, 3) and artifact.concepts == ("calm", "fear", "joy")
-    assert artifact.record is not None and (artifact.record.method, artifact.record.pooling.skip_tokens) == ("lda", 1)
+    assert artifact.record is not None and artifact.record.method == "lda"
+    assert artifact.record.pooling == PoolingSpec("mean_last", 1)
 
 
 @pytest.mark.slow

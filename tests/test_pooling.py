@@ -4,10 +4,12 @@ spec, the readout pooling, and the chat-template guard."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 import torch
 
+from amygdala.activation_cache import ActivationCache
 from amygdala.capture import encode_texts
 from amygdala.models import LoadedModel
 from amygdala.pooling import (
@@ -17,6 +19,7 @@ from amygdala.pooling import (
     iter_pooled,
     pool_last,
     pool_mean,
+    pool_mean_last,
     pool_readout,
     pool_texts,
 )
@@ -70,6 +73,27 @@ def test_pool_texts_equals_hf_hidden_states_in_a_padded_batch(model_name: str, r
         ref_last, ref_mean = _hf_reference(loaded, text, layers)
         assert _relative_error(last[index], ref_last) < 1e-4
         assert _relative_error(mean[index], ref_mean) < 1e-4
+
+
+@pytest.mark.slow
+def test_pool_texts_mean_last_equals_its_mix_of_hf_hidden_states_in_a_padded_batch(gemma: LoadedModel,
+                                                                                    tmp_path: Path) -> None:
+    """``mean_last`` = 0.8 x the mean over the tokens after BOS + 0.2 x the last token, computed by hand from
+    HF hidden states of each text alone; the activation cache keeps it apart from ``mean``."""
+    layers = [0, 7, 15]
+    spec = PoolingSpec("mean_last")
+    pooled = pool_texts(gemma, TEXTS, layers, spec, batch_size=len(TEXTS))
+    for index, text in enumerate(TEXTS):
+        encoded = gemma.tokenizer(text, return_tensors="pt")
+        with torch.no_grad():
+            hidden = gemma.model(**encoded, output_hidden_states=True).hidden_states
+        expected = torch.stack([0.8 * hidden[layer + 1][0, 1:].float().mean(dim=0) + 0.2 * hidden[layer + 1][0, -1]
+                                for layer in layers])
+        assert _relative_error(pooled[index], expected) < 1e-4
+    assert spec.skip == 1 and _relative_error(pooled[1], _hf_reference(gemma, TEXTS[1], layers)[1]) > 1e-2
+    cache = ActivationCache(tmp_path)
+    pool_texts(gemma, TEXTS, layers, PoolingSpec("mean"), cache=cache)
+    assert torch.equal(pool_texts(gemma, TEXTS, layers, spec, cache=cache, batch_size=len(TEXTS)), pooled)
 
 
 @pytest.mark.slow
@@ -154,6 +178,7 @@ def test_pooling_spec_default_is_mean_without_bos_and_skip_follows_the_rule() ->
     """Regression: training defaulted to mean pooling while evaluation and readout fell back to ``last``."""
     assert PoolingSpec() == PoolingSpec("mean", 1, False, None)
     assert PoolingSpec("last").skip_tokens == 0 and PoolingSpec("mean").skip_tokens == 1
+    assert PoolingSpec("mean_last").skip_tokens == 1 and PoolingSpec("mean_last", 0).problems() == []
     assert PoolingSpec().overridden(pooling="last") == PoolingSpec("last", 0)
     assert PoolingSpec("mean", 3).overridden(chat_template=True) == PoolingSpec("mean", 3, True)
     assert PoolingSpec("mean", 3).overridden(pooling="mean", skip_tokens=2).skip == 2
@@ -161,7 +186,7 @@ def test_pooling_spec_default_is_mean_without_bos_and_skip_follows_the_rule() ->
 
 def test_pooling_spec_problems_name_every_bad_field() -> None:
     problems = PoolingSpec("last", skip_tokens=2, max_length=0).problems()
-    assert problems == ["skip_tokens 2 must be >= 0, and 0 unless pooling is 'mean'",
+    assert problems == ["skip_tokens 2 must be >= 0, and 0 unless pooling is 'mean' or 'mean_last'",
                         "max_length 0 must be >= 1 (or None for no limit)"]
     with pytest.raises(PoolingError, match="pooling 'max' is not supported"):
         pool_readout(torch.zeros(2, 1, 1), PoolingSpec("max"))  # type: ignore[arg-type]
@@ -173,6 +198,15 @@ def test_pool_readout_applies_the_training_rules_to_per_token_readouts() -> None
     assert torch.equal(pool_readout(values, LAST), values[-1])
     assert torch.equal(pool_readout(values, PoolingSpec("mean", 1)), values[1:].mean(0))
     assert torch.equal(pool_readout(values[:1], PoolingSpec("mean", 1)), values[0]), "a 1-token text keeps its token"
+    mixed = pool_readout(values, PoolingSpec("mean_last"))
+    torch.testing.assert_close(mixed, 0.8 * values[1:].mean(0) + 0.2 * values[-1])
+
+
+def test_pool_mean_last_mixes_the_mean_after_skipping_and_the_last_real_token() -> None:
+    hidden = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)
+    left = torch.tensor([[0, 1, 1, 1], [0, 0, 0, 1]])
+    expected = torch.stack([0.8 * hidden[0, 2:].mean(0) + 0.2 * hidden[0, 3], hidden[1, 3]])
+    torch.testing.assert_close(pool_mean_last(hidden, left, 1), expected)
 
 
 class BatchShapes:
