@@ -27,7 +27,7 @@ def test_eval_options_follow_the_manifest_unless_overridden() -> None:
         "mean", 1, "lda", 3)
     assert EvalOptions(pooling=PoolingSpec("last", skip_tokens=0)).resolved(artifact).spec.pooling == "last"
     bare = EvalOptions().resolved(ReadoutArtifact(("a",), (1,), {1: torch.ones(1, 4) / 2}, 4))
-    assert (bare.pooling, bare.method) == (PoolingSpec("mean", 1), "lda_diagonal"), "one default: training's"
+    assert (bare.pooling, bare.method) == (PoolingSpec("mean_last", 1), "lda_diagonal"), "one default: training's"
 
 
 def _hf_mean_residual(loaded: LoadedModel, text: str, layers: tuple[int, ...]) -> torch.Tensor:

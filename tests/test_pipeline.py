@@ -41,9 +41,9 @@ def test_evaluate_files_pools_as_trained_unless_told_and_writes_the_report(train
                                                                            tmp_path: Path) -> None:
     examples, vectors = trained
     run = evaluate_files(vectors, examples, tmp_path / "report", EvalOptions(seed=1), model=tiny_model, n_texts=2)
-    assert run.evaluation.options.pooling == PoolingSpec("mean", 1) and run.evaluation.options.method == "lda_diagonal"
+    assert run.evaluation.options.pooling == PoolingSpec("mean_last", 1) and run.evaluation.options.method == "lda_diagonal"
     report = json.loads(run.json_path.read_text())
-    assert report["options"]["pooling"] == "mean" and report["options"]["skip_tokens"] == 1
+    assert report["options"]["pooling"] == "mean_last" and report["options"]["skip_tokens"] == 1
     assert report["options"]["seed"] == 1 and len(report["readouts"]) == 2 and run.html_path.exists()
     last = evaluate_files(vectors, examples, tmp_path / "last", model=tiny_model, pooling="last")
     assert last.evaluation.options.pooling == PoolingSpec("last", 0), "a new rule takes its own default skip"

@@ -174,9 +174,11 @@ def test_pool_texts_max_length_pools_the_cut_text(tiny_model: LoadedModel) -> No
     torch.testing.assert_close(cut[0], alone[0], rtol=1e-5, atol=1e-5)
 
 
-def test_pooling_spec_default_is_mean_without_bos_and_skip_follows_the_rule() -> None:
-    """Regression: training defaulted to mean pooling while evaluation and readout fell back to ``last``."""
-    assert PoolingSpec() == PoolingSpec("mean", 1, False, None)
+def test_pooling_spec_default_is_mean_last_without_bos_and_skip_follows_the_rule() -> None:
+    """Regression: training defaulted to mean pooling while evaluation and readout fell back to ``last``. The
+    default is ``mean_last`` since the study of issue 13 (README: same 5-fold AUROC as ``mean``, valence rho
+    0.54 instead of 0.35)."""
+    assert PoolingSpec() == PoolingSpec("mean_last", 1, False, None)
     assert PoolingSpec("last").skip_tokens == 0 and PoolingSpec("mean").skip_tokens == 1
     assert PoolingSpec("mean_last").skip_tokens == 1 and PoolingSpec("mean_last", 0).problems() == []
     assert PoolingSpec().overridden(pooling="last") == PoolingSpec("last", 0)

@@ -56,7 +56,7 @@ def default_skip_tokens(pooling: str) -> int:
 class PoolingSpec:
     """How each text becomes one vector per layer; the artifact records the spec it was trained with."""
 
-    pooling: Pooling = "mean"
+    pooling: Pooling = "mean_last"
     """``last``: the last non-pad token of each text; ``mean``: the mean over its tokens (see the module doc)."""
     skip_tokens: int | None = None
     """With ``mean``, leave out each text's first K tokens (a tokenizer-added BOS counts as one); None: the

@@ -41,7 +41,7 @@ def train_command(
     dtype: str | None = typer.Option(None, "--dtype", help="Forward precision: float32, bf16 or fp16 (default: bf16 on a GPU, float32 on a CPU; statistics stay fp64)."),
     batch_size: int | None = options.BATCH_SIZE,
     batch_tokens: int | None = options.BATCH_TOKENS,
-    pooling: str = typer.Option("mean", "--pooling", help="mean (non-pad tokens after --skip-tokens), last (last non-pad token) or mean_last (0.8 mean + 0.2 last)."),
+    pooling: str = typer.Option("mean_last", "--pooling", help="mean_last (0.8 mean + 0.2 last; the default), mean (non-pad tokens after --skip-tokens) or last (last non-pad token)."),
     skip_tokens: int | None = typer.Option(None, "--skip-tokens", help="With --pooling mean or mean_last: skip each text's first K tokens (BOS counts as one). Default: 1 for those, 0 for last."),
     method: str = typer.Option("lda_diagonal", "--method", help="Direction method: diff_of_means, mean_centered, lda, lda_diagonal (diagonal shrinkage 0.9), or lda_oas / lda_rblw (diagonal shrinkage chosen per layer from the data by OAS / Rao-Blackwell Ledoit-Wolf)."),
     remove_neutral_pcs: int = typer.Option(0, "--remove-neutral-pcs", help="Project out the top K principal components of the neutral train texts (positive for no concept) before fitting; 0: none."),
