@@ -61,6 +61,22 @@ def test_cross_validate_scores_every_node_once_with_vectors_that_never_saw_it(ge
     assert result.mean_auroc.estimate > result.random_mean_auroc.estimate
 
 
+
+@pytest.mark.slow
+def test_paired_cv_on_real_gemma_scores_is_the_difference_of_the_two_figures(gemma: LoadedModel) -> None:
+    data = labelled_texts(examples(), sorted(POSITIVES), None)
+    keys = _two_texts_per_node(data)
+    results = [cross_validate(pool_texts(gemma, data.texts, LAYERS, spec), data, keys, LAYERS, folds=4, seed=3,
+                              n_boot=200) for spec in (PoolingSpec(), PoolingSpec("mean", 1))]
+    paired = paired_cv(*results)
+    for name in ("mean_auroc", "top1", "top3"):
+        difference = getattr(paired, name).difference
+        assert difference.estimate == pytest.approx(getattr(results[0], name).estimate
+                                                    - getattr(results[1], name).estimate)
+        assert difference.low <= difference.estimate <= difference.high
+    same = paired_cv(results[0], results[0]).mean_auroc.difference
+    assert (same.estimate, same.low, same.high) == (0, 0, 0)
+
 def _planted(n_nodes: int, seed: int, strength: float = 0.4) -> tuple[torch.Tensor, LabelledTexts, tuple[str, ...]]:
     """Three concepts, one text per node, a weak planted direction per concept in 16 dimensions (2 layers)."""
     generator = torch.Generator().manual_seed(seed)
