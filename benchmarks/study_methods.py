@@ -27,11 +27,17 @@ Beside the estimators that choose the diagonal shrinkage from the data (``lda_oa
 of fixed shrinkages (``lda_diagonal@α``, ``SHRINKAGE_SWEEP``) runs at the default pooling, layers and no
 neutral PCs.
 
-A default may change only where both figures agree: ``agree`` lists the variants whose CV mean AUROC and
-valence rho are both above the current defaults' row.
+The defaults' row follows the library: ``PoolingSpec()``, ``DEFAULT_METHOD``, ``DEFAULT_NEUTRAL_PCS`` and the
+``default`` layer rule. **Paired** comparisons (``PAIRED``: the old default ``mean`` pooling, ``last``,
+``mean_last@0.3``, the ``mid`` layers, 4 neutral PCs) give a variant's figure minus the defaults' over the SAME
+bootstrap draws (``crossval.paired_cv``: the same node draws for mean AUROC and top-1; ``valence.paired_rho``:
+the same sentence draws for rho), with the 95% CI of the difference. A default may change only where the
+figures agree: ``agree`` lists the variants (every row, paired with the defaults' row) with one of mean AUROC,
+top-1 and valence rho better beyond noise (paired CI above 0) and none worse beyond noise (no paired CI below 0).
 
-Usage: ``python benchmarks/study_methods.py [--cache-dir DIR] [--model default] [--quick]``. Prints a table,
-then one JSON line with every row.
+Usage: ``python benchmarks/study_methods.py [--cache-dir DIR] [--model default] [--quick] [--paired-only]``.
+Prints a table, the paired table, then one JSON line with every row and the paired comparisons.
+``--paired-only`` scores just the defaults' row and the ``PAIRED`` variants (a few minutes, not the whole study).
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ import torch
 from scipy.stats import spearmanr
 
 from amygdala.activation_cache import ActivationCache
-from amygdala.crossval import cross_validate
+from amygdala.crossval import CrossValidation, cross_validate, paired_cv
 from amygdala.directions import (
     DEFAULT_METHOD,
     DIRECTION_METHODS,
@@ -59,17 +65,37 @@ from amygdala.directions import (
 )
 from amygdala.examples import Example, ExtractOptions
 from amygdala.extraction import select_examples
+from amygdala.metrics import PairedDifference
 from amygdala.models import LoadedModel, load_model
 from amygdala.pooling import PoolingSpec, pool_texts
 from amygdala.sources.graph_file import bundled_sample_path, read_graph_file
 from amygdala.splits import LabelledTexts, labelled_texts
 from amygdala.training import DEFAULT_NEUTRAL_PCS, default_target_layers
-from amygdala.valence import RatedSentences, concept_valence, rated_sentences, valence_check
+from amygdala.valence import RatedSentences, ValenceCheck, concept_valence, paired_rho, rated_sentences, valence_check
+
+
+def pooling_label(spec: PoolingSpec) -> str:
+    """``mean-skip1``, ``last``, ...: the rule, and the leading tokens it skips if any."""
+    return f"{spec.pooling}-skip{spec.skip}" if spec.skip else spec.pooling
+
 
 POOLINGS = (("mean", 1), ("mean", 0), ("last", 0), ("mean_last", 1))
 NEUTRAL_PCS = (0, 4)
 FOLDS, SEED, N_BOOT = 5, 0, 1000
-DEFAULT_POOLING = "mean-skip1"
+DEFAULT_POOLING = pooling_label(PoolingSpec())
+MEAN_POOLING = "mean-skip1"
+assert DEFAULT_POOLING in {pooling_label(PoolingSpec(rule, skip)) for rule, skip in POOLINGS}
+RowKey = tuple[str, str, int, str]
+"""A row's pooling label, method name, neutral PCs removed and layer rule."""
+DEFAULTS: RowKey = (DEFAULT_POOLING, DEFAULT_METHOD, DEFAULT_NEUTRAL_PCS, "default")
+PAIRED: dict[str, RowKey] = {
+    "mean (old default)": (MEAN_POOLING, DEFAULT_METHOD, DEFAULT_NEUTRAL_PCS, "default"),
+    "last": ("last", DEFAULT_METHOD, DEFAULT_NEUTRAL_PCS, "default"),
+    "mean_last@0.3": ("mean_last@0.3", DEFAULT_METHOD, DEFAULT_NEUTRAL_PCS, "default"),
+    "mid layers": (DEFAULT_POOLING, DEFAULT_METHOD, DEFAULT_NEUTRAL_PCS, "mid"),
+    "neutral PCs 4": (DEFAULT_POOLING, DEFAULT_METHOD, 4, "default"),
+}
+PAIRED_FIGURES = ("mean_auroc", "top1", "valence_rho")
 SHRINKAGE_SWEEP = (0.5, 0.8, 0.95, 0.99, 1.0)
 LAST_WEIGHT_SWEEP = (0.1, 0.3, 0.5)
 
@@ -107,9 +133,19 @@ def magnitude_axis_rho(vectors: dict[int, torch.Tensor], concepts: Sequence[str]
     return float(spearmanr(torch.stack(projections).mean(dim=0).numpy(), corpus.ratings).statistic)
 
 
+Fits = dict[RowKey, tuple[CrossValidation, ValenceCheck]]
+"""Every scored row's cross-validation and valence check, for the paired comparisons."""
+
+
+def row_key(row: dict[str, Any]) -> RowKey:
+    return row["pooling"], row["method"], row["neutral_pcs"], row["layers_rule"]
+
+
 def variant_row(pooled: torch.Tensor, data: LabelledTexts, corpus_pooled: torch.Tensor, corpus: RatedSentences,
-                layers: Sequence[int], method: str | DirectionMethod, neutral_pcs: int, n_boot: int) -> dict[str, Any]:
-    """The CV and valence figures of one variant (``pooled`` / ``corpus_pooled`` hold every layer)."""
+                layers: Sequence[int], method: str | DirectionMethod, neutral_pcs: int, n_boot: int,
+                label: dict[str, Any], fits: Fits) -> dict[str, Any]:
+    """The CV and valence figures of one variant (``pooled`` / ``corpus_pooled`` hold every layer), after the
+    ``label`` fields (pooling, method, neutral_pcs, layers_rule, layers); its results go into ``fits``."""
     layers = list(layers)
     def fit(part_pooled: torch.Tensor, part: LabelledTexts) -> dict[int, torch.Tensor]:
         return fit_directions(part_pooled, part, layers, method, neutral_pcs=neutral_pcs)
@@ -117,7 +153,8 @@ def variant_row(pooled: torch.Tensor, data: LabelledTexts, corpus_pooled: torch.
     cv = cross_validate(pooled[:, layers], data, data.keys, layers, folds=FOLDS, seed=SEED, fit=fit, n_boot=n_boot)
     vectors = fit(pooled[:, layers], data)
     valence = valence_check(vectors, data.concepts, layers, corpus_pooled[:, layers], corpus, n_boot=n_boot, seed=SEED)
-    return {**cv.summary(), "valence_rho": valence.rho.estimate, "valence_rho_ci": [valence.rho.low, valence.rho.high],
+    fits[row_key(label)] = cv, valence
+    return {**label, **cv.summary(), "valence_rho": valence.rho.estimate, "valence_rho_ci": [valence.rho.low, valence.rho.high],
             "vader_rho": valence.vader_rho, "pc1_r": valence.pc1_r,
             "magnitude_rho": magnitude_axis_rho(vectors, data.concepts, layers, corpus_pooled[:, layers], corpus)}
 
@@ -155,90 +192,167 @@ def crossed_valence(pooled_by: dict[str, tuple[torch.Tensor, torch.Tensor]], dat
     return rows
 
 
+def mixed_pooling(pooled_by: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                  weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mean_last`` at last-token weight ``weight``: the rule is linear, so mixing the mean-skip1 and last rows
+    (sample, sentences) equals pooling with that weight."""
+    (mean, corpus_mean), (last, corpus_last) = pooled_by[MEAN_POOLING], pooled_by["last"]
+    return (1 - weight) * mean + weight * last, (1 - weight) * corpus_mean + weight * corpus_last
+
+
 def last_weight_rows(pooled_by: dict[str, tuple[torch.Tensor, torch.Tensor]], data: LabelledTexts,
-                     corpus: RatedSentences, layers: Sequence[int], n_boot: int) -> list[dict[str, Any]]:
-    """``mean_last`` at other weights of the last token (default method and layers): the rule is linear, so
-    mixing the mean-skip1 and last rows equals pooling with that weight."""
-    (mean, corpus_mean), (last, corpus_last) = pooled_by[DEFAULT_POOLING], pooled_by["last"]
+                     corpus: RatedSentences, layers: Sequence[int], n_boot: int, fits: Fits,
+                     weights: Sequence[float] = LAST_WEIGHT_SWEEP) -> list[dict[str, Any]]:
+    """``mean_last`` at other weights of the last token (default method and layers)."""
     rows = []
-    for weight in LAST_WEIGHT_SWEEP:
-        rows.append({"pooling": f"mean_last@{weight:g}", "method": DEFAULT_METHOD, "neutral_pcs": 0,
-                     "layers_rule": "default", "layers": list(layers),
-                     **variant_row((1 - weight) * mean + weight * last, data,
-                                   (1 - weight) * corpus_mean + weight * corpus_last, corpus, layers,
-                                   DEFAULT_METHOD, 0, n_boot)})
+    for weight in weights:
+        pooled, corpus_pooled = mixed_pooling(pooled_by, weight)
+        label = {"pooling": f"mean_last@{weight:g}", "method": DEFAULT_METHOD, "neutral_pcs": DEFAULT_NEUTRAL_PCS,
+                 "layers_rule": "default", "layers": list(layers)}
+        rows.append(variant_row(pooled, data, corpus_pooled, corpus, layers, DEFAULT_METHOD, DEFAULT_NEUTRAL_PCS,
+                                n_boot, label, fits))
         print_row(rows[-1])
     return rows
 
 
-def study(loaded: LoadedModel, cache: ActivationCache | None, *,
-          quick: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Every variant's row, then the crossed valence rows (``crossed_valence``, default method and layers)."""
+def study(loaded: LoadedModel, cache: ActivationCache | None, *, quick: bool = False,
+          paired_only: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Fits]:
+    """Every variant's row (``paired_only``: the defaults' and the ``PAIRED`` variants' rows), the crossed valence
+    rows (``crossed_valence``, default method and layers; none with ``paired_only``) and every row's results."""
     examples = sample_examples()
     data = labelled_texts(examples, sorted({example.emotion for example in examples}), None)
     corpus = rated_sentences(100 if quick else None)
     all_layers = list(range(loaded.n_layers))
+    rules = layer_rules(loaded.n_layers)
+    n_boot = 100 if quick else N_BOOT
     rows: list[dict[str, Any]] = []
+    fits: Fits = {}
     pooled_by: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    for pooling, skip in POOLINGS[:1] if quick else POOLINGS:
-        started = time.perf_counter()
+    wanted = {DEFAULTS, *PAIRED.values()}
+    poolings = [(rule, skip) for rule, skip in POOLINGS if pooling_label(PoolingSpec(rule, skip)) == DEFAULT_POOLING] \
+        if quick and not paired_only else POOLINGS
+    for pooling, skip in poolings:
         spec = PoolingSpec(pooling, skip)
+        label = pooling_label(spec)
+        if paired_only and label not in {MEAN_POOLING, "last"} | {key[0] for key in wanted}:
+            continue
+        started = time.perf_counter()
         pooled = pool_texts(loaded, data.texts, all_layers, spec, cache=cache, progress=sys.stderr.isatty())
         corpus_pooled = pool_texts(loaded, corpus.texts, all_layers, spec, cache=cache, progress=sys.stderr.isatty())
-        print(f"pooled {pooling} skip={skip}: {time.perf_counter() - started:.1f}s", file=sys.stderr)
-        label = pooling if not skip else f"{pooling}-skip{skip}"
+        print(f"pooled {label}: {time.perf_counter() - started:.1f}s", file=sys.stderr)
         pooled_by[label] = (pooled, corpus_pooled)
-        for method in ("diff_of_means", DEFAULT_METHOD) if quick else DIRECTION_METHODS:
+        methods: Sequence[str] = ("diff_of_means", DEFAULT_METHOD) if quick else DIRECTION_METHODS
+        for method in methods:
             for neutral_pcs in NEUTRAL_PCS:
-                for rule, layers in layer_rules(loaded.n_layers).items():
-                    rows.append({"pooling": label, "method": method, "neutral_pcs": neutral_pcs, "layers_rule": rule,
-                                 "layers": list(layers), **variant_row(pooled, data, corpus_pooled, corpus, layers,
-                                                                       method, neutral_pcs, 100 if quick else N_BOOT)})
+                for rule, layers in rules.items():
+                    if paired_only and (label, method, neutral_pcs, rule) not in wanted:
+                        continue
+                    row = {"pooling": label, "method": method, "neutral_pcs": neutral_pcs, "layers_rule": rule,
+                           "layers": list(layers)}
+                    rows.append(variant_row(pooled, data, corpus_pooled, corpus, layers, method, neutral_pcs,
+                                            n_boot, row, fits))
                     print_row(rows[-1])
-        if label == DEFAULT_POOLING:
-            layers = layer_rules(loaded.n_layers)["default"]
+        if label == DEFAULT_POOLING and not paired_only:
             for alpha in SHRINKAGE_SWEEP[:1] if quick else SHRINKAGE_SWEEP:
-                rows.append({"pooling": label, "method": f"lda_diagonal@{alpha:g}", "neutral_pcs": 0,
-                             "layers_rule": "default", "layers": list(layers),
-                             **variant_row(pooled, data, corpus_pooled, corpus, layers, fixed_shrinkage(alpha), 0,
-                                           100 if quick else N_BOOT)})
+                row = {"pooling": label, "method": f"lda_diagonal@{alpha:g}", "neutral_pcs": 0,
+                       "layers_rule": "default", "layers": list(rules["default"])}
+                rows.append(variant_row(pooled, data, corpus_pooled, corpus, rules["default"],
+                                        fixed_shrinkage(alpha), 0, n_boot, row, fits))
                 print_row(rows[-1])
-    default_layers, n_boot = layer_rules(loaded.n_layers)["default"], 100 if quick else N_BOOT
-    if "last" in pooled_by:
-        rows += last_weight_rows(pooled_by, data, corpus, default_layers, n_boot)
-    crossed = crossed_valence(pooled_by, data, corpus, default_layers, n_boot)
-    return rows, crossed
+    if MEAN_POOLING in pooled_by and "last" in pooled_by:
+        weights = [float(key[0].split("@")[1]) for key in wanted if key[0].startswith("mean_last@")] if paired_only \
+            else LAST_WEIGHT_SWEEP
+        rows += last_weight_rows(pooled_by, data, corpus, rules["default"], n_boot, fits, weights)
+    crossed = [] if paired_only else crossed_valence(pooled_by, data, corpus, rules["default"], n_boot)
+    return rows, crossed, fits
 
 
-def agreeing(rows: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The current defaults' row, and the rows above it on both the CV mean AUROC and the valence rho."""
-    current = next((row for row in rows if (row["pooling"], row["method"], row["neutral_pcs"], row["layers_rule"])
-                    == (DEFAULT_POOLING, DEFAULT_METHOD, DEFAULT_NEUTRAL_PCS, "default")), None)
-    if current is None:
-        return None, []
-    better = [row for row in rows if row["mean_auroc"] > current["mean_auroc"]
-              and row["valence_rho"] > current["valence_rho"]]
-    return current, sorted(better, key=lambda row: -(row["mean_auroc"] + row["valence_rho"]))
+def paired_with_defaults(fits: Fits, key: RowKey) -> dict[str, PairedDifference] | None:
+    """Row ``key``'s mean AUROC, top-1 and valence rho minus the defaults' row's, over the same bootstrap draws
+    (None when either row was not scored)."""
+    if key not in fits or DEFAULTS not in fits:
+        return None
+    (cv, valence), (default_cv, default_valence) = fits[key], fits[DEFAULTS]
+    cv_difference = paired_cv(cv, default_cv)
+    return {"mean_auroc": cv_difference.mean_auroc, "top1": cv_difference.top1,
+            "valence_rho": paired_rho(valence, default_valence)}
+
+
+def agrees(paired: dict[str, PairedDifference]) -> bool:
+    """One figure better beyond noise (paired CI above 0) and none worse beyond noise (no paired CI below 0)."""
+    signs = [paired[name].sign for name in PAIRED_FIGURES]
+    return max(signs) > 0 and min(signs) >= 0
+
+
+def paired_summary(paired: dict[str, PairedDifference]) -> dict[str, Any]:
+    return {name: difference.summary() for name, difference in paired.items()}
+
+
+def agreeing(rows: list[dict[str, Any]], fits: Fits) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The current defaults' row, and the rows that ``agrees`` with against it (each with its ``paired``)."""
+    current = next((row for row in rows if row_key(row) == DEFAULTS), None)
+    better = []
+    for row in rows:
+        paired = paired_with_defaults(fits, row_key(row)) if row_key(row) != DEFAULTS else None
+        if paired is not None and agrees(paired):
+            better.append({**row, "paired": paired_summary(paired)})
+    return current, sorted(better, key=lambda row: -sum(row["paired"][name]["difference"] for name in PAIRED_FIGURES))
+
+
+def _difference(difference: PairedDifference) -> str:
+    interval = difference.difference
+    mark = {1: "+", -1: "-", 0: " "}[difference.sign]
+    return f"{interval.estimate:+.3f} [{interval.low:+.3f}, {interval.high:+.3f}]{mark}"
+
+
+def paired_table(fits: Fits) -> dict[str, Any]:
+    """Print and return the ``PAIRED`` comparisons: each variant minus the defaults' row."""
+    print(f"\npaired, variant minus the defaults ({' / '.join(map(str, DEFAULTS))}), same bootstrap draws; "
+          "+/- after the CI: beyond noise")
+    print(f"{'variant':<22}{'cv auroc diff [95% CI]':<28}{'top1 diff [95% CI]':<28}{'valence rho diff [95% CI]':<28}"
+          "agree")
+    table = {}
+    for name, key in PAIRED.items():
+        paired = paired_with_defaults(fits, key)
+        if paired is None:
+            continue
+        table[name] = {"variant": list(key), **paired_summary(paired), "agree": agrees(paired)}
+        print(f"{name:<22}{_difference(paired['mean_auroc']):<28}{_difference(paired['top1']):<28}"
+              f"{_difference(paired['valence_rho']):<28}{'yes' if agrees(paired) else 'no'}", flush=True)
+    return table
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--model", default="default")
     parser.add_argument("--cache-dir", default=None, help="activation cache (reruns skip the model)")
-    parser.add_argument("--quick", action="store_true", help="one pooling, two methods, 100 sentences: a smoke run")
+    parser.add_argument("--quick", action="store_true", help="the default pooling, two methods, 100 sentences: a smoke run")
+    parser.add_argument("--paired-only", action="store_true",
+                        help="only the defaults' row and the paired variants (mean, last, mean_last@0.3, mid, 4 PCs)")
     args = parser.parse_args()
     loaded = load_model(args.model)
     print(HEADER)
     started = time.perf_counter()
-    rows, crossed = study(loaded, ActivationCache(args.cache_dir) if args.cache_dir else None, quick=args.quick)
-    current, better = agreeing(rows)
-    print(f"defaults' row: {json.dumps(current)}\nbetter on both figures: {len(better)}")
+    rows, crossed, fits = study(loaded, ActivationCache(args.cache_dir) if args.cache_dir else None,
+                                quick=args.quick, paired_only=args.paired_only)
+    paired = paired_table(fits)
+    current, better = agreeing(rows, fits)
+    print(f"defaults' row: {json.dumps(_clean(current))}\nbetter beyond noise on one figure, worse on none: {len(better)}")
     for row in better:
         print_row(row)
-    clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in rows]
-    print(json.dumps({"model": loaded.model_id, "n_texts": rows[0]["n_texts"] if rows else 0, "folds": FOLDS,
-                      "seconds": round(time.perf_counter() - started, 1), "rows": clean, "crossed": crossed, "defaults": current,
-                      "agree": better}))
+    print(json.dumps(_clean({"model": loaded.model_id, "n_texts": rows[0]["n_texts"] if rows else 0, "folds": FOLDS,
+                             "seconds": round(time.perf_counter() - started, 1), "rows": rows, "crossed": crossed,
+                             "defaults": current, "paired": paired, "agree": better})))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """``cross_validate``: every node scored once by vectors that never saw it (real Gemma activations), the
-out-of-fold z-scores against a by-hand refit, and bootstrap intervals that contain the estimate and narrow with n."""
+out-of-fold z-scores against a by-hand refit, bootstrap intervals that contain the estimate and narrow with n,
+and paired differences over the same draws (zero for identical variants, above zero for a planted gain)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from amygdala.crossval import CrossValidationError, cross_validate
+from amygdala.crossval import CrossValidationError, cross_validate, paired_cv
 from amygdala.directions import fit_directions
+from amygdala.metrics import PairingError
 from amygdala.models import LoadedModel
 from amygdala.pooling import PoolingSpec, pool_texts
 from amygdala.splits import LabelledTexts, key_folds, labelled_texts
@@ -59,13 +61,29 @@ def test_cross_validate_scores_every_node_once_with_vectors_that_never_saw_it(ge
     assert result.mean_auroc.estimate > result.random_mean_auroc.estimate
 
 
-def _planted(n_nodes: int, seed: int) -> tuple[torch.Tensor, LabelledTexts, tuple[str, ...]]:
+
+@pytest.mark.slow
+def test_paired_cv_on_real_gemma_scores_is_the_difference_of_the_two_figures(gemma: LoadedModel) -> None:
+    data = labelled_texts(examples(), sorted(POSITIVES), None)
+    keys = _two_texts_per_node(data)
+    results = [cross_validate(pool_texts(gemma, data.texts, LAYERS, spec), data, keys, LAYERS, folds=4, seed=3,
+                              n_boot=200) for spec in (PoolingSpec(), PoolingSpec("mean", 1))]
+    paired = paired_cv(*results)
+    for name in ("mean_auroc", "top1", "top3"):
+        difference = getattr(paired, name).difference
+        assert difference.estimate == pytest.approx(getattr(results[0], name).estimate
+                                                    - getattr(results[1], name).estimate)
+        assert difference.low <= difference.estimate <= difference.high
+    same = paired_cv(results[0], results[0]).mean_auroc.difference
+    assert (same.estimate, same.low, same.high) == (0, 0, 0)
+
+def _planted(n_nodes: int, seed: int, strength: float = 0.4) -> tuple[torch.Tensor, LabelledTexts, tuple[str, ...]]:
     """Three concepts, one text per node, a weak planted direction per concept in 16 dimensions (2 layers)."""
     generator = torch.Generator().manual_seed(seed)
     label = torch.arange(n_nodes) % 3
     positive = torch.nn.functional.one_hot(label, 3).bool()
     directions = torch.randn((3, 16), generator=generator)
-    pooled = torch.randn((n_nodes, 2, 16), generator=generator) + 0.4 * directions[label][:, None]
+    pooled = torch.randn((n_nodes, 2, 16), generator=generator) + strength * directions[label][:, None]
     keys = tuple(f"k{i}" for i in range(n_nodes))
     return pooled, LabelledTexts(("a", "b", "c"), keys, keys, positive, ~positive), keys
 
@@ -90,3 +108,22 @@ def test_cross_validate_rejects_too_few_folds_or_nodes_in_one_message() -> None:
         cross_validate(pooled, data, keys, (0, 1), folds=7, seed=0)
     with pytest.raises(CrossValidationError, match="must be \\[texts, 3 layers, hidden\\]"):
         cross_validate(pooled, data, keys, (0, 1, 2), folds=2, seed=0)
+
+
+def test_paired_cv_is_exactly_zero_for_identical_variants_and_above_zero_for_a_planted_gain() -> None:
+    pooled, data, keys = _planted(150, seed=2)
+    stronger, _, _ = _planted(150, seed=2, strength=0.8)  # same noise, twice the planted signal
+    weak = cross_validate(pooled, data, keys, (0, 1), folds=5, seed=0, n_boot=200)
+    same = paired_cv(weak, cross_validate(pooled, data, keys, (0, 1), folds=5, seed=0, n_boot=200))
+    for difference in (same.mean_auroc, same.top1, same.top3):
+        assert (difference.difference.estimate, difference.difference.low, difference.difference.high) == (0, 0, 0)
+        assert difference.sign == 0
+    gain = paired_cv(cross_validate(stronger, data, keys, (0, 1), folds=5, seed=0, n_boot=200), weak)
+    for difference in (gain.mean_auroc, gain.top1):
+        assert difference.difference.estimate == pytest.approx(difference.a - difference.b)
+        assert 0 < difference.difference.low <= difference.difference.estimate <= difference.difference.high
+        assert difference.sign == 1
+    # the same draws make the paired CI narrower than the two figures' own CIs
+    assert gain.mean_auroc.difference.high - gain.mean_auroc.difference.low < weak.mean_auroc.high - weak.mean_auroc.low
+    with pytest.raises(PairingError, match="seed 0 vs 1"):
+        paired_cv(weak, cross_validate(pooled, data, keys, (0, 1), folds=5, seed=1, n_boot=200))

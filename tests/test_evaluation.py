@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from amygdala.artifact import ModelIdentity, ReadoutArtifact, TrainingRecord
 from amygdala.evaluation import EvalOptions, evaluate
 from amygdala.models import LoadedModel
 from amygdala.pooling import PoolingSpec
+from amygdala.report.data import report_data
 from amygdala.splits import labelled_texts
 from amygdala.training import TrainOptions, train
 
@@ -95,3 +97,6 @@ def test_evaluate_with_folds_and_valence_check_forwards_each_new_text_once(tiny_
     assert result.crossval is not None and result.valence is not None and result.lexical is None
     assert len(result.crossval.fold) == result.n_heldout_texts + result.n_train_texts
     assert (result.valence.n_sentences, result.valence.positive_concepts) == (20, ("joy",))
+    report = json.loads(json.dumps(report_data(result)))  # report.json holds the figures, not the bootstrap draws
+    assert report["valence_check"]["rho"]["estimate"] == pytest.approx(result.valence.rho.estimate, abs=1e-6)
+    assert "rho_replicates" not in report["valence_check"]

@@ -1,5 +1,6 @@
 """The valence check: the documented concept-valence mapping, and a real Gemma forward over a slice of the
-human-rated sentences checked against a by-hand Spearman computation and VADER's own scores."""
+human-rated sentences checked against a by-hand Spearman computation and VADER's own scores, and the paired rho
+difference over the same sentence draws."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from scipy.stats import spearmanr
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from amygdala.directions import fit_directions
+from amygdala.metrics import PairingError
 from amygdala.models import LoadedModel
 from amygdala.pooling import PoolingSpec, pool_texts
 from amygdala.splits import labelled_texts
-from amygdala.valence import ValenceError, concept_valence, rated_sentences, valence_check
+from amygdala.valence import ValenceCheck, ValenceError, concept_valence, paired_rho, rated_sentences, valence_check
 
 from eval_helpers import POSITIVES, examples
 
@@ -63,3 +65,26 @@ def test_valence_check_refuses_concepts_of_one_valence() -> None:
     vectors = {0: torch.nn.functional.normalize(torch.ones((2, 8)), dim=1)}
     with pytest.raises(ValenceError, match="2 positive and 0 negative"):
         valence_check(vectors, ["joy", "calm"], [0], torch.zeros((4, 1, 8)), corpus)
+
+
+def test_paired_rho_is_zero_for_the_same_axis_and_above_zero_for_a_planted_gain() -> None:
+    corpus = rated_sentences(120)
+    ratings = torch.tensor(corpus.ratings)
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.randn((len(ratings), 1, 2), generator=generator)
+    vectors = {0: torch.eye(2)}  # joy = e0, anger = e1: the axis is e0 - e1
+    concepts = ("joy", "anger")
+
+    def check(signal: float, seed: int = 0) -> ValenceCheck:
+        pooled = noise.clone()
+        pooled[:, 0, 0] += signal * ratings
+        return valence_check(vectors, concepts, (0,), pooled, corpus, n_boot=200, seed=seed)
+
+    weak = check(0.3)
+    same = paired_rho(weak, check(0.3))
+    assert (same.difference.estimate, same.difference.low, same.difference.high, same.sign) == (0, 0, 0, 0)
+    gain = paired_rho(check(1.0), weak)
+    assert gain.difference.estimate == pytest.approx(gain.a - gain.b)
+    assert 0 < gain.difference.low <= gain.difference.estimate <= gain.difference.high and gain.sign == 1
+    with pytest.raises(PairingError, match="same n_boot and seed"):
+        paired_rho(weak, check(0.3, seed=1))

@@ -13,7 +13,9 @@ out-of-fold z-scores of all parts are then measured together, with the pooled ac
   is at most 1 / 3;
 - the **random baseline**: the same AUROC for seeded random unit directions, z-scored over all texts;
 - every figure carries a **bootstrap 95% CI** (``n_boot`` resamples of the nodes with replacement, percentile
-  interval), since node texts are not independent.
+  interval), since node texts are not independent. The draws depend only on the keys, ``n_boot`` and ``seed``,
+  so two variants cross-validated alike share them: ``paired_cv`` gives one variant's mean AUROC, top-1 and
+  top-3 minus the other's with the CI of the difference over those same draws (``metrics.paired_difference``).
 
 A concept whose positives or negatives all fall into one part cannot be fitted for that part: its scores there
 are NaN and are left out of every figure (``n_positive`` / ``n_negative`` count the scored texts).
@@ -22,8 +24,8 @@ are NaN and are left out of every figure (``n_positive`` / ``n_negative`` count 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -32,9 +34,12 @@ from amygdala.directions import DEFAULT_METHOD, fit_directions
 from amygdala.errors import AmygdalaError
 from amygdala.metrics import (
     Interval,
+    PairedDifference,
+    PairingError,
     auroc,
     bootstrap_weights,
     filtered_ranks,
+    paired_difference,
     percentile_interval,
     random_unit_directions,
     weighted_auroc,
@@ -67,7 +72,9 @@ class ConceptCV:
 class CrossValidation:
     """Every figure of ``cross_validate``; ``z [n_texts, n_layers, n_concepts]`` holds the out-of-fold z-scores
     (rows as the data, NaN where a fold could not fit the concept), ``fold`` the part each text was scored in,
-    and ``extra_z`` the mean over folds of the z-scores of the ``extra`` texts (None without them)."""
+    ``extra_z`` the mean over folds of the z-scores of the ``extra`` texts (None without them), and
+    ``replicates`` the bootstrap replicates ``[n_boot]`` of ``mean_auroc``, ``top1`` and ``top3`` (for
+    ``paired_cv``)."""
 
     concepts: tuple[str, ...]
     layers: tuple[int, ...]
@@ -84,6 +91,7 @@ class CrossValidation:
     fold: tuple[int, ...]
     z: torch.Tensor
     extra_z: torch.Tensor | None = None
+    replicates: Mapping[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def scores(self) -> torch.Tensor:
@@ -160,8 +168,10 @@ def _concept_auroc(scores: torch.Tensor, data: LabelledTexts, concept: int,
     return percentile_interval(estimate, replicates), replicates, int(positive.sum()), int(negative.sum())
 
 
-def _topk(scores: torch.Tensor, data: LabelledTexts, weights: torch.Tensor) -> tuple[Interval, Interval, int]:
-    """Top-1 and top-3 of the filtered ranks of the scored positives, with CIs, and how many pairs count."""
+def _topk(scores: torch.Tensor, data: LabelledTexts,
+          weights: torch.Tensor) -> tuple[list[tuple[Interval, torch.Tensor]], int]:
+    """Top-1 and top-3 of the filtered ranks of the scored positives, each with its CI and bootstrap replicates
+    (a pair is drawn as often as its text's node), and how many pairs count."""
     truths, ranks, _ = filtered_ranks(scores.nan_to_num(-math.inf), data)
     rows = data.positive.nonzero()[:, 0]
     scored = torch.tensor([math.isfinite(float(scores[row, truth])) for row, truth in zip(rows.tolist(), truths)],
@@ -174,8 +184,8 @@ def _topk(scores: torch.Tensor, data: LabelledTexts, weights: torch.Tensor) -> t
         estimate = float(hits.mean()) if hits.numel() else math.nan
         totals = pair_weights.sum(dim=1)
         replicates = (pair_weights @ hits) / torch.where(totals > 0, totals, math.nan)
-        intervals.append(percentile_interval(estimate, replicates))
-    return intervals[0], intervals[1], int(scored.sum())
+        intervals.append((percentile_interval(estimate, replicates), replicates))
+    return intervals, int(scored.sum())
 
 
 def _layer_aurocs(z: torch.Tensor, data: LabelledTexts, concept: int) -> tuple[float, ...]:
@@ -188,10 +198,12 @@ def _layer_aurocs(z: torch.Tensor, data: LabelledTexts, concept: int) -> tuple[f
     return tuple(values)
 
 
-def _mean_interval(estimates: Sequence[float], replicates: list[torch.Tensor]) -> Interval:
+def _mean_interval(estimates: Sequence[float], replicates: list[torch.Tensor]) -> tuple[Interval, torch.Tensor]:
+    """The mean over concepts with its CI, and its replicates (per draw, the mean over the concepts it scores)."""
     kept = [e for e in estimates if not math.isnan(e)]
     estimate = sum(kept) / len(kept) if kept else math.nan
-    return percentile_interval(estimate, torch.stack(replicates).nanmean(dim=0))
+    mean_replicates = torch.stack(replicates).nanmean(dim=0)
+    return percentile_interval(estimate, mean_replicates), mean_replicates
 
 
 def cross_validate(pooled: torch.Tensor, data: LabelledTexts, keys: Sequence[str], layers: Sequence[int], *,
@@ -219,9 +231,38 @@ def cross_validate(pooled: torch.Tensor, data: LabelledTexts, keys: Sequence[str
         per_concept.append(ConceptCV(concept, interval, random_interval, _layer_aurocs(z, data, c), n_pos, n_neg))
         replicates.append(reps)
         random_replicates.append(random_reps)
-    top1, top3, n_pairs = _topk(scores, data, weights)
+    ((top1, top1_replicates), (top3, top3_replicates)), n_pairs = _topk(scores, data, weights)
+    mean_auroc, mean_replicates = _mean_interval([c.auroc.estimate for c in per_concept], replicates)
+    random_mean, _ = _mean_interval([c.random_auroc.estimate for c in per_concept], random_replicates)
     return CrossValidation(
-        data.concepts, tuple(layers), folds, seed, n_boot, tuple(per_concept),
-        _mean_interval([c.auroc.estimate for c in per_concept], replicates),
-        _mean_interval([c.random_auroc.estimate for c in per_concept], random_replicates),
-        top1, top3, n_pairs, len(set(keys)), tuple(fold), z, extra_z)
+        data.concepts, tuple(layers), folds, seed, n_boot, tuple(per_concept), mean_auroc, random_mean,
+        top1, top3, n_pairs, len(set(keys)), tuple(fold), z, extra_z,
+        {"mean_auroc": mean_replicates, "top1": top1_replicates, "top3": top3_replicates})
+
+
+@dataclass(frozen=True)
+class PairedCV:
+    """``paired_cv(a, b)``: variant ``a``'s figure minus ``b``'s, each with the CI over the same node draws."""
+
+    mean_auroc: PairedDifference
+    top1: PairedDifference
+    top3: PairedDifference
+
+    def summary(self) -> dict[str, Any]:
+        return {"mean_auroc": self.mean_auroc.summary(), "top1": self.top1.summary(), "top3": self.top3.summary()}
+
+
+def paired_cv(a: CrossValidation, b: CrossValidation) -> PairedCV:
+    """``a`` minus ``b`` on mean AUROC, top-1 and top-3, over the same bootstrap draws of the nodes. Both must be
+    ``cross_validate`` results on the same texts, keys, folds, ``seed`` and ``n_boot`` (so the same draws);
+    the fit (pooling, method, layers) may differ."""
+    problems = [f"{name} {getattr(a, name)} vs {getattr(b, name)}" for name in ("folds", "seed", "n_boot", "n_nodes")
+                if getattr(a, name) != getattr(b, name)]
+    if a.fold != b.fold or a.concepts != b.concepts:
+        problems.append("different texts, node keys or concepts")
+    if problems or not a.replicates or not b.replicates:
+        raise PairingError("paired cross-validation needs the same bootstrap draws: "
+                           + ("; ".join(problems) or "a result without replicates"))
+    figures = {name: paired_difference(getattr(a, name).estimate, a.replicates[name], getattr(b, name).estimate,
+                                       b.replicates[name]) for name in ("mean_auroc", "top1", "top3")}
+    return PairedCV(**figures)

@@ -6,7 +6,10 @@
 - ``cosine_matrix``, ``phi_matrix``, ``explained_by_others``: cross-talk between concept vectors and labels;
 - ``random_unit_directions``: the seeded chance baseline;
 - ``bootstrap_weights`` / ``weighted_auroc`` / ``percentile_interval``: the node bootstrap behind every 95%
-  confidence interval (resampling nodes, not texts, since one node's texts are not independent).
+  confidence interval (resampling nodes, not texts, since one node's texts are not independent);
+- ``paired_difference``: one variant's figure minus another's, with the 95% CI of the difference over the SAME
+  bootstrap draws (the replicates of both, draw by draw), far narrower than two separate CIs when both
+  variants score the same texts.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from sklearn.linear_model import Ridge
 from sklearn.metrics import roc_auc_score
 
+from amygdala.errors import AmygdalaError
 from amygdala.splits import LabelledTexts
 
 
@@ -143,3 +148,39 @@ def percentile_interval(estimate: float, replicates: torch.Tensor) -> Interval:
         return Interval(estimate, math.nan, math.nan)
     low, high = torch.quantile(kept, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
     return Interval(estimate, low, high)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Figure ``a`` minus figure ``b`` of two variants measured on the same data, with the percentile 95% CI of
+    the difference over the same bootstrap draws; ``sign``: +1 when the CI lies above 0 (``a`` better beyond
+    noise), -1 when it lies below 0, 0 when it includes 0 or is unmeasured."""
+
+    a: float
+    b: float
+    difference: Interval
+
+    @property
+    def sign(self) -> int:
+        if self.difference.low > 0:
+            return 1
+        if self.difference.high < 0:
+            return -1
+        return 0
+
+    def summary(self) -> dict[str, Any]:
+        return {"a": self.a, "b": self.b, "difference": self.difference.estimate,
+                "difference_ci": [self.difference.low, self.difference.high], "sign": self.sign}
+
+
+class PairingError(AmygdalaError):
+    """Two figures whose bootstrap replicates do not come from the same draws."""
+
+
+def paired_difference(a: float, a_replicates: torch.Tensor, b: float, b_replicates: torch.Tensor) -> PairedDifference:
+    """``a - b`` with the percentile 95% CI of ``a_replicates - b_replicates`` (``[n_boot]`` each, replicate i
+    of both computed on bootstrap draw i; draws where either is NaN are left out)."""
+    if a_replicates.shape != b_replicates.shape:
+        raise PairingError(f"paired replicates {tuple(a_replicates.shape)} and {tuple(b_replicates.shape)} "
+                           "must come from the same draws")
+    return PairedDifference(a, b, percentile_interval(a - b, a_replicates.double() - b_replicates.double()))

@@ -60,10 +60,11 @@ class TrainError(AmygdalaError):
 
 
 # The literal CAA recipe of the original design: diff of means at the last token. The defaults below differ
-# because they measured best (5-fold mean AUROC 0.854 vs 0.701 on the bundled sample with Gemma 3 270M;
-# benchmarks/study_methods.py): mean pooling without the BOS token, and a diagonal-shrinkage LDA direction that
-# keeps Gemma's few huge-variance dimensions from dominating. Neutral-PC removal changed neither figure of the
-# study for that method, so DEFAULT_NEUTRAL_PCS is 0.
+# because they measured best (5-fold mean AUROC 0.855 vs 0.701 on the bundled sample with Gemma 3 270M;
+# benchmarks/study_methods.py): 0.8 x the mean without the BOS token + 0.2 x the last token (``mean_last``), and
+# a diagonal-shrinkage LDA direction that keeps Gemma's few huge-variance dimensions from dominating.
+# Neutral-PC removal changed no figure of the study beyond paired noise for that method, so DEFAULT_NEUTRAL_PCS
+# is 0.
 CAA_RECIPE: dict[str, Any] = {"method": "diff_of_means", "pooling": PoolingSpec("last")}
 
 

@@ -8,7 +8,9 @@
   minus the mean of those with valence <= -``NEUTRAL_BAND`` (concepts in between count as neutral).
 - **rho**: Spearman's rank correlation between the human mean ratings of the sentences and their score on the
   axis (the projection, z-scored over the sentences at each layer, averaged over the layers), with a bootstrap
-  95% CI over the sentences; ``per_layer`` holds each layer's rho alone. The reference is ``vader_rho``: the VADER
+  95% CI over the sentences (``n_boot`` draws seeded by ``seed``: two checks on the same corpus with the same
+  ``n_boot`` and ``seed`` share them, so ``paired_rho`` gives one's rho minus the other's with the CI of the
+  difference over the same draws); ``per_layer`` holds each layer's rho alone. The reference is ``vader_rho``: the VADER
   analyser's compound score (lexicon plus rules, no model) on the same sentences.
 - **PC1 vs lexicon valence**, per layer: Pearson r between the covered concepts' scores on the first principal
   component of their vectors and their lexicon valence; the sign of a principal component is arbitrary, so |r|
@@ -34,7 +36,7 @@ from scipy.stats import pearsonr, spearmanr
 
 from amygdala.emotions import word_forms
 from amygdala.errors import AmygdalaError
-from amygdala.metrics import Interval, percentile_interval
+from amygdala.metrics import Interval, PairedDifference, PairingError, paired_difference, percentile_interval
 
 NEUTRAL_BAND = 0.5
 PUBLISHED_PC1_R = 0.81
@@ -67,7 +69,8 @@ class LayerValence:
 
 @dataclass(frozen=True)
 class ValenceCheck:
-    """Every figure of ``valence_check`` (see the module docstring)."""
+    """Every figure of ``valence_check`` (see the module docstring); ``rho_replicates [n_boot]``: rho on each
+    bootstrap draw of the sentences (``seed``), for ``paired_rho``."""
 
     corpus: str
     n_sentences: int
@@ -80,6 +83,8 @@ class ValenceCheck:
     negative_concepts: tuple[str, ...]
     n_concepts: int
     published_pc1_r: float = PUBLISHED_PC1_R
+    seed: int = 0
+    rho_replicates: torch.Tensor | None = None
 
     def summary(self) -> dict[str, Any]:
         return {"corpus": self.corpus, "n_sentences": self.n_sentences, "rho": self.rho.estimate,
@@ -128,10 +133,11 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic) if np.ptp(a) > 0 and np.ptp(b) > 0 else math.nan
 
 
-def _rho_interval(scores: np.ndarray, ratings: np.ndarray, n_boot: int, seed: int) -> Interval:
+def _rho_interval(scores: np.ndarray, ratings: np.ndarray, n_boot: int, seed: int) -> tuple[Interval, torch.Tensor]:
+    """rho with its CI, and its replicates over ``n_boot`` seeded draws of the sentences with replacement."""
     draws = np.random.default_rng(seed).integers(0, len(scores), size=(n_boot, len(scores)))
     replicates = torch.tensor([_spearman(scores[d], ratings[d]) for d in draws], dtype=torch.float64)
-    return percentile_interval(_spearman(scores, ratings), replicates)
+    return percentile_interval(_spearman(scores, ratings), replicates), replicates
 
 
 def _pc1_r(vectors: torch.Tensor, valence: np.ndarray) -> float:
@@ -179,7 +185,17 @@ def valence_check(vectors: Mapping[int, torch.Tensor], concepts: Sequence[str], 
                                       _pc1_r(rows, np.asarray([valence[c] for c in covered]))))
     score = torch.stack(projections).mean(dim=0).numpy()
     pc1 = [entry.pc1_r for entry in per_layer if not math.isnan(entry.pc1_r)]
-    return ValenceCheck(corpus.name, len(ratings), _rho_interval(score, ratings, n_boot, seed),
-                        _spearman(np.asarray(vader_scores(corpus.texts)), ratings),
+    rho, replicates = _rho_interval(score, ratings, n_boot, seed)
+    return ValenceCheck(corpus.name, len(ratings), rho, _spearman(np.asarray(vader_scores(corpus.texts)), ratings),
                         sum(pc1) / len(pc1) if pc1 else math.nan, tuple(per_layer),
-                        tuple((c, valence[c]) for c in covered), positive, negative, len(concepts))
+                        tuple((c, valence[c]) for c in covered), positive, negative, len(concepts),
+                        seed=seed, rho_replicates=replicates)
+
+
+def paired_rho(a: ValenceCheck, b: ValenceCheck) -> PairedDifference:
+    """``a.rho`` minus ``b.rho`` with the CI over the same draws of the sentences: both checks must be on the
+    same corpus with the same ``n_boot`` and ``seed``; the vectors and the sentences' pooling may differ."""
+    if (a.corpus, a.n_sentences, a.seed) != (b.corpus, b.n_sentences, b.seed) or a.rho_replicates is None \
+            or b.rho_replicates is None:
+        raise PairingError("paired valence rho needs two checks on the same corpus with the same n_boot and seed")
+    return paired_difference(a.rho.estimate, a.rho_replicates, b.rho.estimate, b.rho_replicates)

@@ -39,7 +39,8 @@ def report_data(evaluation: Evaluation, curve: LayerCurve | None = None) -> dict
         "crosstalk": {"phi": evaluation.phi, "layers": [asdict(crosstalk) for crosstalk in evaluation.crosstalk]},
         "layer_selection": curve.to_json() if curve else None,
         "crossval": _crossval_data(evaluation.crossval),
-        "valence_check": ({**evaluation.valence.summary(), **asdict(evaluation.valence)}
+        "valence_check": ({**evaluation.valence.summary(), **{key: value for key, value in asdict(evaluation.valence)
+                                                              .items() if key != "rho_replicates"}}
                           if evaluation.valence else None),
         "lexical_control": ({**evaluation.lexical.summary(), **asdict(evaluation.lexical)}
                             if evaluation.lexical else None),
