@@ -149,12 +149,11 @@ def _oof_z(pooled: torch.Tensor, data: LabelledTexts, parts: list[list[int]], la
     return z, None if extra_sum is None else extra_sum / len(parts)
 
 
-def _random_scores(pooled: torch.Tensor, n_concepts: int, seed: int) -> torch.Tensor:
-    """Mean over layers of the z-scored projections on seeded random unit directions, ``[n, C]``."""
-    n_layers, hidden = pooled.shape[1], pooled.shape[2]
-    random = random_unit_directions(n_layers, n_concepts, hidden, seed)
-    raw = torch.einsum("nlh,lch->nlc", pooled.float(), random)
-    return ((raw - raw.mean(dim=0)) / raw.std(dim=0, correction=0)).mean(dim=1)
+def _random_scores(pooled: torch.Tensor, concepts: tuple[str, ...], layers: Sequence[int], seed: int) -> torch.Tensor:
+    """Mean over layers of the projections on seeded random unit directions, z-scored over all texts, ``[n, C]``."""
+    random = random_unit_directions(len(layers), len(concepts), pooled.shape[2], seed)
+    projector = calibrated(Projector(concepts, tuple(layers), random, None, None), pooled.float())
+    return project_pooled(pooled.float(), projector, zscore=True).mean(dim=1)
 
 
 def _concept_auroc(scores: torch.Tensor, data: LabelledTexts, concept: int,
@@ -223,7 +222,7 @@ def cross_validate(pooled: torch.Tensor, data: LabelledTexts, keys: Sequence[str
         for row in rows:
             fold[row] = index
     weights = bootstrap_weights(keys, n_boot, seed)
-    scores, random_scores = z.mean(dim=1), _random_scores(pooled, len(data.concepts), seed)
+    scores, random_scores = z.mean(dim=1), _random_scores(pooled, data.concepts, layers, seed)
     per_concept, replicates, random_replicates = [], [], []
     for c, concept in enumerate(data.concepts):
         interval, reps, n_pos, n_neg = _concept_auroc(scores, data, c, weights)

@@ -254,13 +254,12 @@ def _crosstalk(vectors: torch.Tensor, layer: int, concepts: Sequence[str], optio
 
 def _pooled_rows(loaded: LoadedModel, groups: Sequence[Sequence[str]], layers: Sequence[int],
                  options: EvalOptions, world: World) -> list[torch.Tensor]:
-    """Pooled activations of each group of texts, from one pass over their union (one forward per unique text)."""
-    unique = list(dict.fromkeys(text for group in groups for text in group))
-    pooled = pool_texts(loaded, unique, layers, options.spec, batch_size=options.batch_size,
-                        batch_tokens=options.batch_tokens, progress=options.progress, world=world,
-                        cache=ActivationCache(options.cache_dir) if options.cache_dir else None)
-    row = {text: index for index, text in enumerate(unique)}
-    return [pooled[[row[text] for text in group]] for group in groups]
+    """Pooled activations of each group of texts, from one pass over their union (``pool_texts`` forwards each
+    unique text once)."""
+    pooled = pool_texts(loaded, [text for group in groups for text in group], layers, options.spec,
+                        batch_size=options.batch_size, batch_tokens=options.batch_tokens, progress=options.progress,
+                        world=world, cache=ActivationCache(options.cache_dir) if options.cache_dir else None)
+    return list(torch.split(pooled, [len(group) for group in groups]))
 
 
 @dataclass(frozen=True)
