@@ -129,6 +129,13 @@ def vader_scores(texts: Sequence[str]) -> list[float]:
     return [analyser.polarity_scores(text)["compound"] for text in texts]
 
 
+@cache
+def vader_rho(corpus: RatedSentences) -> float:
+    """The reference: Spearman rho of the VADER analyser's scores against the ratings (once per corpus, however
+    many vector sets are checked on it)."""
+    return _spearman(np.asarray(vader_scores(corpus.texts)), np.asarray(corpus.ratings))
+
+
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic) if np.ptp(a) > 0 and np.ptp(b) > 0 else math.nan
 
@@ -186,7 +193,7 @@ def valence_check(vectors: Mapping[int, torch.Tensor], concepts: Sequence[str], 
     score = torch.stack(projections).mean(dim=0).numpy()
     pc1 = [entry.pc1_r for entry in per_layer if not math.isnan(entry.pc1_r)]
     rho, replicates = _rho_interval(score, ratings, n_boot, seed)
-    return ValenceCheck(corpus.name, len(ratings), rho, _spearman(np.asarray(vader_scores(corpus.texts)), ratings),
+    return ValenceCheck(corpus.name, len(ratings), rho, vader_rho(corpus),
                         sum(pc1) / len(pc1) if pc1 else math.nan, tuple(per_layer),
                         tuple((c, valence[c]) for c in covered), positive, negative, len(concepts),
                         seed=seed, rho_replicates=replicates)
