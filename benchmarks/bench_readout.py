@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 
 from amygdala.artifact import Calibration, ReadoutArtifact, load_artifact
-from amygdala.client import ReadoutClient
-from amygdala.models import LoadedModel, load_model
-from amygdala.readout import project_readout, projector_for
+from amygdala.forward.models import LoadedModel, load_model
+from amygdala.readout.projection import project_readout, projector_for
 from amygdala.serve import Engine, ServeOptions, create_app, serve_in_thread
-from amygdala.training import default_target_layers
+from amygdala.serve.client import ReadoutClient
+from amygdala.training.stage import default_target_layers
 
 PROMPT = "I opened the letter slowly, and as I read the first line I felt"
 

@@ -7,7 +7,7 @@ budget), alternated and best of ``--repeats``:
 
 - ``bare_s``: the truncated forward alone over the same length-sorted batches (pre-tokenized, stopped after the
   deepest target layer, nothing pooled or summed);
-- ``train_s``: ``amygdala.training.train`` with the default options (mean pooling, lda_diagonal) and that
+- ``train_s``: ``amygdala.training.stage.train`` with the default options (mean pooling, lda_diagonal) and that
   batching: tokenizing, pooling, statistics, directions, calibration, the artifact's tensors on the CPU;
 - ``train_over_bare`` (goal <= 1.05), tokens/s of both, and model FLOP utilisation (MFU: model FLOPs of the
   real tokens / seconds / the peak), goal >= 0.55 for the bare forward.
@@ -30,9 +30,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from amygdala.layer_selection import AutoLayers
-from amygdala.pooling import PoolingSpec, iter_pooled
-from amygdala.training import TrainOptions, default_target_layers, train
+from amygdala.forward.pooling import PoolingSpec, iter_pooled
+from amygdala.training.layers import AutoLayers
+from amygdala.training.stage import TrainOptions, default_target_layers, train
 from forward_timing import Timing, bare_forward, log
 from random_models import build_random_model, forward_flops, matmul_peak_tflops, synthetic_examples
 

@@ -40,8 +40,8 @@ import httpx
 import torch
 
 from amygdala.artifact import Calibration, ReadoutArtifact, save_artifact
-from amygdala.models import load_model
-from amygdala.training import default_target_layers
+from amygdala.forward.models import load_model
+from amygdala.training.stage import default_target_layers
 
 PROMPTS = ["Today I feel", "The storm outside", "My favourite food is", "When the letter came",
            "She looked at the sea and", "After the long meeting, he"]

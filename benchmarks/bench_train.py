@@ -2,7 +2,7 @@
 
 Progress goes to stderr; the last line on stdout is one JSON object:
 
-- ``overhead_vs_forward``: ``amygdala.training.train`` time / a bare truncated forward (the same unique texts,
+- ``overhead_vs_forward``: ``amygdala.training.stage.train`` time / a bare truncated forward (the same unique texts,
   pre-tokenized, the same length-sorted batches, stopped after the same deepest layer, no pooling or sums).
 - ``speedup_vs_steering_vectors``: ``steering_vectors.train_steering_vector`` (0.12.2, mean aggregator,
   ``read_token_index=-1``: the last non-pad token, as our ``last`` pooling) time over all concepts / our time.
@@ -29,10 +29,10 @@ from pathlib import Path
 import torch
 
 from amygdala.artifact import ReadoutArtifact
-from amygdala.capture import encode_texts
-from amygdala.examples import Example
-from amygdala.models import LoadedModel, canonical_dtype, load_model
-from amygdala.training import CAA_RECIPE, TrainOptions, train, training_texts
+from amygdala.extraction.examples import Example
+from amygdala.forward.capture import encode_texts
+from amygdala.forward.models import LoadedModel, canonical_dtype, load_model
+from amygdala.training.stage import CAA_RECIPE, TrainOptions, train, training_texts
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "amygdala" / "data" / "sample_graph.jsonl"
 TAG_LINE = re.compile(r"^\s*([A-Za-z][\w-]*:\d+(\.\d+)?\s*)+$")

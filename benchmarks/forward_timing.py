@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from amygdala.batching import Batching, padded_tokens, plan_batches
-from amygdala.capture import batch_inputs, capture_residuals, encode_texts, truncated_forward
-from amygdala.models import LoadedModel
+from amygdala.forward.batching import Batching, padded_tokens, plan_batches
+from amygdala.forward.capture import batch_inputs, capture_residuals, encode_texts, truncated_forward
+from amygdala.forward.models import LoadedModel
 
 
 def log(message: str) -> None:

@@ -7,7 +7,7 @@ figures at scale with no download. Never evidence of quality (the weights are no
   target dtype and filled with a seeded small normal (std 0.02; norms 1), so a 32B model takes seconds and no
   value is NaN/inf (which could change which kernels run).
 - ``word_tokenizer``: a real Hugging Face fast tokenizer whose words ``w<id>`` map to token ``<id>``, so a
-  synthetic text is exactly the token ids it spells and ``amygdala.training.train`` runs unchanged.
+  synthetic text is exactly the token ids it spells and ``amygdala.training.stage.train`` runs unchanged.
 - ``synthetic_examples``: the issue's setup, ``n_texts`` unique texts with a skewed length distribution
   (about 108 tokens on average), each a positive for one of ``n_concepts`` concepts and a negative for four
   others.
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from amygdala.examples import Example
-from amygdala.models import LoadedModel, canonical_dtype
+from amygdala.extraction.examples import Example
+from amygdala.forward.models import LoadedModel, canonical_dtype
 
 _QWEN3_COMMON = {"max_position_embeddings": 40960, "rope_theta": 1_000_000.0, "rms_norm_eps": 1e-6,
                  "tie_word_embeddings": False, "head_dim": 128, "vocab_size": 151936,

@@ -14,7 +14,7 @@ Two figures per variant, both with bootstrap 95% CIs, on the bundled sample and 
 ``mean_last@w``) at the default method and layers.
 
 Variants: pooling ``POOLINGS`` x method (every ``directions.DIRECTION_METHODS``) x neutral PCs removed
-(``NEUTRAL_PCS``, ``amygdala.neutral`` through ``fit_directions(neutral_pcs=...)``) x layer rule
+(``NEUTRAL_PCS``, ``amygdala.training.neutral`` through ``fit_directions(neutral_pcs=...)``) x layer rule
 (``layer_rules``: ``default`` = ``training.default_target_layers``, ``mid`` / ``late`` = four consecutive layers
 at 30% depth / at the end). Every text (sample and sentences) is pooled once per pooling rule at every layer
 (cached with ``--cache-dir``); all variants reuse those activations.
@@ -53,9 +53,23 @@ from typing import Any
 import torch
 from scipy.stats import spearmanr
 
-from amygdala.activation_cache import ActivationCache
-from amygdala.crossval import CrossValidation, cross_validate, paired_cv
-from amygdala.directions import (
+from amygdala.evaluation.crossval import CrossValidation, cross_validate, paired_cv
+from amygdala.evaluation.metrics import PairedDifference
+from amygdala.evaluation.valence import (
+    RatedSentences,
+    ValenceCheck,
+    concept_valence,
+    paired_rho,
+    rated_sentences,
+    valence_check,
+)
+from amygdala.extraction.examples import Example, ExtractOptions
+from amygdala.extraction.sources.graph_file import bundled_sample_path, read_graph_file
+from amygdala.extraction.stage import select_examples
+from amygdala.forward.activation_cache import ActivationCache
+from amygdala.forward.models import LoadedModel, load_model
+from amygdala.forward.pooling import PoolingSpec, pool_texts
+from amygdala.training.directions import (
     DEFAULT_METHOD,
     DIRECTION_METHODS,
     ConceptStats,
@@ -63,15 +77,8 @@ from amygdala.directions import (
     fit_directions,
     lda_diagonal,
 )
-from amygdala.examples import Example, ExtractOptions
-from amygdala.extraction import select_examples
-from amygdala.metrics import PairedDifference
-from amygdala.models import LoadedModel, load_model
-from amygdala.pooling import PoolingSpec, pool_texts
-from amygdala.sources.graph_file import bundled_sample_path, read_graph_file
-from amygdala.splits import LabelledTexts, labelled_texts
-from amygdala.training import DEFAULT_NEUTRAL_PCS, default_target_layers
-from amygdala.valence import RatedSentences, ValenceCheck, concept_valence, paired_rho, rated_sentences, valence_check
+from amygdala.training.splits import LabelledTexts, labelled_texts
+from amygdala.training.stage import DEFAULT_NEUTRAL_PCS, default_target_layers
 
 
 def pooling_label(spec: PoolingSpec) -> str:

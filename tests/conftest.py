@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from amygdala.models import LoadedModel, load_model
+from amygdala.forward.models import LoadedModel, load_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 4-layer Llama saved as an HF folder, with SmolLM2's tokenizer: fast, not evidence."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from amygdala.models import convert_gguf, smollm2_gguf_path
+    from amygdala.forward.models import convert_gguf, smollm2_gguf_path
 
     folder = tmp_path_factory.mktemp("tiny-llama")
     tokenizer = AutoTokenizer.from_pretrained(str(convert_gguf(smollm2_gguf_path())))
@@ -50,6 +50,6 @@ def tiny_model(tiny_model_dir: Path) -> LoadedModel:
 
 @pytest.fixture(scope="session")
 def sample_graph_path() -> Path:
-    from amygdala.sources.graph_file import bundled_sample_path
+    from amygdala.extraction.sources.graph_file import bundled_sample_path
 
     return bundled_sample_path()

@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from amygdala.distributed import (
+from amygdala.forward.distributed import (
     DistributedError,
     World,
     check_same_inputs,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from amygdala.examples import Example
+from amygdala.extraction.examples import Example
 
 POSITIVES: dict[str, list[str]] = {
     "joy": ["I am so happy and delighted today!", "What a wonderful, joyful surprise.",

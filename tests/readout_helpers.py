@@ -14,7 +14,7 @@ from functools import cache
 import torch
 
 from amygdala.artifact import Calibration, ReadoutArtifact
-from amygdala.models import LoadedModel
+from amygdala.forward.models import LoadedModel
 
 CONCEPT_TEXTS: dict[str, tuple[list[str], list[str]]] = {
     "joy": (["I am so happy and delighted today!", "What a wonderful, joyful surprise."],

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from amygdala.activation_cache import ActivationCache, CacheKey, text_sha256
-from amygdala.models import LoadedModel
-from amygdala.pooling import PoolingSpec, pool_texts
+from amygdala.forward.activation_cache import ActivationCache, CacheKey, text_sha256
+from amygdala.forward.models import LoadedModel
+from amygdala.forward.pooling import PoolingSpec, pool_texts
 
 TEXTS = ["A calm lake at dawn", "He slammed the door!", "Rain again?", "We won the match.", "Quiet evening"]
 LAST = PoolingSpec("last")

@@ -25,7 +25,7 @@ from amygdala.artifact import (
     load_artifact,
     save_artifact,
 )
-from amygdala.pooling import PoolingSpec
+from amygdala.forward.pooling import PoolingSpec
 
 CONCEPTS, LAYERS, HIDDEN = ("calm", "fear", "joy"), (3, 7), 16
 RECORD = TrainingRecord(ModelIdentity("m", "f" * 64, 8), "diff_of_means", PoolingSpec("mean", 1), "float32",

@@ -39,7 +39,7 @@ import torch
 
 from amygdala.artifact import load_artifact, save_artifact
 from amygdala.cli import main
-from amygdala.models import ModelLoadError
+from amygdala.forward.models import ModelLoadError
 
 from mcp_servers import free_port
 

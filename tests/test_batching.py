@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from amygdala.batching import Batching, padded_tokens, plan_batches
+from amygdala.forward.batching import Batching, padded_tokens, plan_batches
 
 
 def _sorted_order(lengths: list[int]) -> list[int]:

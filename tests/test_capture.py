@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-from amygdala.capture import (
+from amygdala.forward.capture import (
     CaptureError,
     batch_inputs,
     capture_residuals,
@@ -16,7 +16,7 @@ from amygdala.capture import (
     encode_texts,
     truncated_forward,
 )
-from amygdala.models import LoadedModel
+from amygdala.forward.models import LoadedModel
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 from amygdala.cli import main
 from amygdala.cli.errors import ERROR_TABLE, known_message, rank_prefix
 from amygdala.errors import AmygdalaError
-from amygdala.outputs import OutputError
+from amygdala.outputs.atomic import OutputError
 
 
 def test_the_error_table_knows_amygdala_and_file_errors_only() -> None:

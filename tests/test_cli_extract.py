@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from amygdala.cli import main
-from amygdala.extraction import MANIFEST
-from amygdala.sources.graph_file import read_graph_file, write_graph_file
+from amygdala.extraction.sources.graph_file import read_graph_file, write_graph_file
+from amygdala.extraction.stage import MANIFEST
 
 from mcp_servers import free_port, memory_serve, official_server_command
 from versioned_log import generate_log

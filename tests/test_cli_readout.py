@@ -17,9 +17,9 @@ import torch
 
 from amygdala.artifact import save_artifact
 from amygdala.cli import main
-from amygdala.models import LoadedModel
-from amygdala.pooling import Pooling, PoolingSpec, pool_readout
-from amygdala.readout import ReadoutOptions, read_text
+from amygdala.forward.models import LoadedModel
+from amygdala.forward.pooling import Pooling, PoolingSpec, pool_readout
+from amygdala.readout.projection import ReadoutOptions, read_text
 
 from readout_helpers import concept_artifact
 

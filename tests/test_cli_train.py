@@ -9,8 +9,8 @@ from safetensors import safe_open
 
 from amygdala.artifact import load_artifact
 from amygdala.cli import main
-from amygdala.examples import Example
-from amygdala.pooling import PoolingSpec
+from amygdala.extraction.examples import Example
+from amygdala.forward.pooling import PoolingSpec
 
 TEXTS = ["She laughed at the station.", "The report is due Monday", "I could not stop shaking!",
          "We planted tomatoes;", "Why does he never listen?", "Golden sunset over the bay"]

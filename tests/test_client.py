@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from amygdala.client import SSE_DONE, ReadoutClient, ServerError, iter_sse, iter_sse_data, raise_for_error
-from amygdala.models import LoadedModel
+from amygdala.forward.models import LoadedModel
 from amygdala.serve import Engine, ServeOptions, create_app, serve_in_thread
+from amygdala.serve.client import SSE_DONE, ReadoutClient, ServerError, iter_sse, iter_sse_data, raise_for_error
 
 from readout_helpers import concept_artifact
 

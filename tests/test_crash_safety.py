@@ -21,10 +21,10 @@ import pytest
 
 from amygdala.artifact import save_artifact
 from amygdala.cli import main
-from amygdala.examples import read_examples
-from amygdala.models import LoadedModel
-from amygdala.pooling import PoolingSpec
-from amygdala.training import TrainOptions, train, training_texts
+from amygdala.extraction.examples import read_examples
+from amygdala.forward.models import LoadedModel
+from amygdala.forward.pooling import PoolingSpec
+from amygdala.training.stage import TrainOptions, train, training_texts
 
 pytestmark = pytest.mark.slow
 SEED = 6

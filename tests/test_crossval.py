@@ -8,12 +8,12 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from amygdala.crossval import CrossValidationError, cross_validate, paired_cv
-from amygdala.directions import fit_directions
-from amygdala.metrics import PairingError
-from amygdala.models import LoadedModel
-from amygdala.pooling import PoolingSpec, pool_texts
-from amygdala.splits import LabelledTexts, key_folds, labelled_texts
+from amygdala.evaluation.crossval import CrossValidationError, cross_validate, paired_cv
+from amygdala.evaluation.metrics import PairingError
+from amygdala.forward.models import LoadedModel
+from amygdala.forward.pooling import PoolingSpec, pool_texts
+from amygdala.training.directions import fit_directions
+from amygdala.training.splits import LabelledTexts, key_folds, labelled_texts
 
 from eval_helpers import POSITIVES, examples
 

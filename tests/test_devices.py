@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from amygdala.devices import DeviceError, default_dtype, describe, resolve_device, resolve_dtype
-from amygdala.distributed import World
+from amygdala.forward.devices import DeviceError, default_dtype, describe, resolve_device, resolve_dtype
+from amygdala.forward.distributed import World
 
 
 def test_resolve_device_defaults_to_cuda_when_available_else_cpu() -> None:

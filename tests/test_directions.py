@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from amygdala.directions import (
+from amygdala.training.directions import (
     DIRECTION_METHODS,
     LDA_SHRINKAGE,
     ConceptStats,
@@ -20,7 +20,7 @@ from amygdala.directions import (
     compute_directions,
     fit_directions,
 )
-from amygdala.splits import LabelledTexts
+from amygdala.training.splits import LabelledTexts
 
 HIDDEN, LAYERS = 32, (2, 5)
 
@@ -155,7 +155,7 @@ def test_lda_diagonal_equals_a_numpy_reference_and_ignores_a_huge_variance_dimen
     """LMs have a few residual dimensions with enormous variance: their noisy mean difference swamps
     diff_of_means, while shrinking the covariance towards its diagonal scales them down. A constant
     dimension (zero variance) must not make the solve singular."""
-    from amygdala.directions import LDA_DIAGONAL_SHRINKAGE
+    from amygdala.training.directions import LDA_DIAGONAL_SHRINKAGE
 
     rng = np.random.default_rng(1)
     scale = np.ones(HIDDEN)

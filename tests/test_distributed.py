@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from amygdala.distributed import SINGLE, DistributedError, World, rank_device, sum_in_rank_order, world_from_env
-from amygdala.models import LoadedModel
-from amygdala.outputs import output_lock
+from amygdala.forward.distributed import SINGLE, DistributedError, World, rank_device, sum_in_rank_order, world_from_env
+from amygdala.forward.models import LoadedModel
+from amygdala.outputs.atomic import output_lock
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 sys.path.insert(0, str(WORKER.parent))
@@ -102,9 +102,9 @@ ACCELERATE = ["accelerate.commands.launch", "--multi_gpu", "--num_processes=2", 
 @pytest.fixture(scope="module")
 def examples_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small extract of the bundled sample: 3 emotions, at most 24 examples each (about 60 unique texts)."""
-    from amygdala.examples import ExtractOptions
-    from amygdala.extraction import extract
-    from amygdala.sources.graph_file import bundled_sample_path, read_graph_file
+    from amygdala.extraction.examples import ExtractOptions
+    from amygdala.extraction.sources.graph_file import bundled_sample_path, read_graph_file
+    from amygdala.extraction.stage import extract
 
     folder = tmp_path_factory.mktemp("dp") / "examples"
     extract(read_graph_file(bundled_sample_path()), ExtractOptions(emotions=EMOTIONS, max_examples_per_emotion=24),

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from amygdala.emotions import count_mentions, normalize_name, reference_clusters, reference_emotions, word_forms
+from amygdala.extraction.emotions import (
+    count_mentions,
+    normalize_name,
+    reference_clusters,
+    reference_emotions,
+    word_forms,
+)
 
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "emotions171.tsv"
 SAMPLE_TAGS = ["warmth", "clarity", "curiosity", "frustrated", "anxious", "grateful", "proud", "lonely", "calm", "tired", "excited", "amused", "guilty", "nostalgic", "relieved", "hopeful", "sad", "overwhelmed"]

@@ -25,9 +25,9 @@ def _error_classes() -> dict[str, type[BaseException]]:
 def test_every_stage_error_is_an_amygdala_error_and_a_value_error() -> None:
     classes = _error_classes()
     # HTTP answers, not caller input (a full engine queue is the server's 429)
-    answers = {"amygdala.serve.schemas.APIError", "amygdala.client.ServerError", "amygdala.serve.engine.QueueFullError"}
+    answers = {"amygdala.serve.schemas.APIError", "amygdala.serve.client.ServerError", "amygdala.serve.engine.QueueFullError"}
     # an OSError naming the file (or the output another run is writing): the table's OSError row
-    files = {"amygdala.outputs.OutputError", "amygdala.outputs.OutputBusyError"}
+    files = {"amygdala.outputs.atomic.OutputError", "amygdala.outputs.atomic.OutputBusyError"}
     assert len(classes) >= 15
     for name, kind in classes.items():
         if name not in answers | files:

@@ -10,12 +10,12 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from amygdala.artifact import ModelIdentity, ReadoutArtifact, TrainingRecord
-from amygdala.evaluation import EvalOptions, evaluate
-from amygdala.models import LoadedModel
-from amygdala.pooling import PoolingSpec
-from amygdala.report.data import report_data
-from amygdala.splits import labelled_texts
-from amygdala.training import TrainOptions, train
+from amygdala.evaluation.report.data import report_data
+from amygdala.evaluation.stage import EvalOptions, evaluate
+from amygdala.forward.models import LoadedModel
+from amygdala.forward.pooling import PoolingSpec
+from amygdala.training.splits import labelled_texts
+from amygdala.training.stage import TrainOptions, train
 
 from eval_helpers import examples
 

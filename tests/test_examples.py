@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from amygdala.emotions import count_mentions
-from amygdala.examples import (
+from amygdala.extraction.emotions import count_mentions
+from amygdala.extraction.examples import (
     Example,
     ExamplesError,
     ExtractOptions,
@@ -17,10 +17,10 @@ from amygdala.examples import (
     score_graph,
     tag_frequencies,
 )
-from amygdala.extraction import cap_sizes, select_examples
-from amygdala.sources import MemoryNode
-from amygdala.sources.graph_file import read_graph_file
-from amygdala.tags import format_content, is_tag_line
+from amygdala.extraction.sources import MemoryNode
+from amygdala.extraction.sources.graph_file import read_graph_file
+from amygdala.extraction.stage import cap_sizes, select_examples
+from amygdala.extraction.tags import format_content, is_tag_line
 
 LOOSE = ExtractOptions(min_positives=1, min_content_chars=10, heldout_fraction=0.0)
 SKIP_UNTAGGED = ExtractOptions(**{**vars(LOOSE), "untagged": "skip"})

@@ -10,7 +10,7 @@ import torch
 
 from amygdala.artifact import ModelIdentity, ReadoutArtifact, TrainingRecord, save_artifact
 from amygdala.cli import main
-from amygdala.pooling import PoolingSpec
+from amygdala.forward.pooling import PoolingSpec
 
 LAYERS = (0, 3, 5)
 

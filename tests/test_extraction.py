@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from amygdala.examples import ExamplesError, ExtractOptions, read_examples
-from amygdala.extraction import MANIFEST, extract, extract_from
-from amygdala.sources import LogCounts, MemoryGraph, MemoryNode, MemorySource, SourceError
-from amygdala.sources.graph_file import read_graph_file
-from amygdala.tags import format_content
+from amygdala.extraction.examples import ExamplesError, ExtractOptions, read_examples
+from amygdala.extraction.sources import LogCounts, MemoryGraph, MemoryNode, MemorySource, SourceError
+from amygdala.extraction.sources.graph_file import read_graph_file
+from amygdala.extraction.stage import MANIFEST, extract, extract_from
+from amygdala.extraction.tags import format_content
 
 OPTIONS = ExtractOptions(min_positives=2, min_content_chars=10, heldout_fraction=0.25)
 

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from amygdala.examples import ExamplesError, ExtractOptions, _parse_example, score_graph
-from amygdala.extraction import Selection, select_examples
-from amygdala.readout_view import ReadoutInputError, parse_input_lines
-from amygdala.sources import MemoryNode, SourceError
-from amygdala.sources.graph_file import parse_graph_lines
-from amygdala.tags import format_content, is_tag_line, parse_content
+from amygdala.extraction.examples import ExamplesError, ExtractOptions, _parse_example, score_graph
+from amygdala.extraction.sources import MemoryNode, SourceError
+from amygdala.extraction.sources.graph_file import parse_graph_lines
+from amygdala.extraction.stage import Selection, select_examples
+from amygdala.extraction.tags import format_content, is_tag_line, parse_content
+from amygdala.readout.view import ReadoutInputError, parse_input_lines
 
 EMOTIONS = ("calm", "joy", "warmth")
 NEUTRAL = ("table", "river", "seven", "window", "paper", "garden", "station", "kettle", "ladder", "orange")

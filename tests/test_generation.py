@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from amygdala.generation import (
+from amygdala.forward.models import LoadedModel
+from amygdala.readout.generation import (
     GenerationError,
     SamplingOptions,
     check_sampling,
@@ -14,7 +15,6 @@ from amygdala.generation import (
     next_token,
     stop_token_ids,
 )
-from amygdala.models import LoadedModel
 
 PROMPT = "Today I feel"
 

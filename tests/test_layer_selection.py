@@ -12,8 +12,8 @@ import torch
 
 from amygdala.artifact import load_artifact
 from amygdala.cli import main
-from amygdala.layer_selection import LayerCurve, LayerSelectionError, layer_curve
-from amygdala.splits import LabelledTexts
+from amygdala.training.layers import LayerCurve, LayerSelectionError, layer_curve
+from amygdala.training.splits import LabelledTexts
 
 from eval_helpers import write_examples_dir
 

@@ -6,16 +6,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from amygdala.directions import fit_directions
-from amygdala.emotions import count_mentions
-from amygdala.examples import ExtractOptions
-from amygdala.extraction import select_examples
-from amygdala.lexical_control import control_texts, lexical_control
-from amygdala.models import LoadedModel
-from amygdala.pooling import PoolingSpec, pool_texts
-from amygdala.readout import Projector, calibrated, project_pooled
-from amygdala.sources.graph_file import bundled_sample_path, read_graph_file
-from amygdala.splits import LabelledTexts
+from amygdala.evaluation.lexical_control import control_texts, lexical_control
+from amygdala.extraction.emotions import count_mentions
+from amygdala.extraction.examples import ExtractOptions
+from amygdala.extraction.sources.graph_file import bundled_sample_path, read_graph_file
+from amygdala.extraction.stage import select_examples
+from amygdala.forward.models import LoadedModel
+from amygdala.forward.pooling import PoolingSpec, pool_texts
+from amygdala.readout.projection import Projector, calibrated, project_pooled
+from amygdala.training.directions import fit_directions
+from amygdala.training.splits import LabelledTexts
 
 LAYERS = (6, 12)
 POSITIVES = {

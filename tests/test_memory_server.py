@@ -13,9 +13,9 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from amygdala.cli import main
-from amygdala.memory_server import build_memory_server, check_port_free, graph_payload, node_page
-from amygdala.sources import MemoryNode, SourceError
-from amygdala.sources.graph_file import write_graph_file
+from amygdala.extraction.memory_server import build_memory_server, check_port_free, graph_payload, node_page
+from amygdala.extraction.sources import MemoryNode, SourceError
+from amygdala.extraction.sources.graph_file import write_graph_file
 
 from mcp_servers import free_port, memory_serve, official_server_command
 

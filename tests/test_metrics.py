@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from amygdala.metrics import auroc, cohens_d, explained_by_others, filtered_ranks, phi_matrix
-from amygdala.splits import LabelledTexts
+from amygdala.evaluation.metrics import auroc, cohens_d, explained_by_others, filtered_ranks, phi_matrix
+from amygdala.training.splits import LabelledTexts
 
 
 def _labelled(positive: list[list[bool]], negative: list[list[bool]] | None = None) -> LabelledTexts:
@@ -61,7 +61,7 @@ def test_filtered_ranks_ignore_the_texts_other_positive_concepts() -> None:
 def test_weighted_auroc_equals_roc_auc_score_on_the_repeated_texts() -> None:
     from sklearn.metrics import roc_auc_score
 
-    from amygdala.metrics import bootstrap_weights, weighted_auroc
+    from amygdala.evaluation.metrics import bootstrap_weights, weighted_auroc
 
     rng = np.random.default_rng(3)
     scores = torch.tensor(rng.integers(0, 6, size=30).astype(float))  # ties on purpose

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from amygdala.models import (
+from amygdala.forward.models import (
     ContextLengthError,
     LoadedModel,
     ModelLoadError,

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amygdala.sources import LogCounts, MemoryNode
-from amygdala.sources.node_log import DuplicateKeyError, NodeLog
-from amygdala.sources.records import NodeRecord, node_record
+from amygdala.extraction.sources import LogCounts, MemoryNode
+from amygdala.extraction.sources.node_log import DuplicateKeyError, NodeLog
+from amygdala.extraction.sources.records import NodeRecord, node_record
 
 rows = st.lists(st.fixed_dictionaries(
     {"key": st.sampled_from(["a", "b", "c"]), "content": st.sampled_from(["one", "two", "three"])},

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from amygdala.artifact import ArtifactError, Calibration, ReadoutArtifact, load_artifact, save_artifact
-from amygdala.outputs import (
+from amygdala.outputs.atomic import (
     OutputBusyError,
     OutputError,
     atomic_write_bytes,
@@ -31,7 +31,7 @@ from amygdala.outputs import (
     check_output_path,
     output_lock,
 )
-from amygdala.publish import publish_files
+from amygdala.outputs.publish import publish_files
 
 CONCEPTS, LAYERS, HIDDEN = ("calm", "fear", "joy"), (1, 3), 8
 ERROR = "amygdala: error: "
@@ -227,7 +227,7 @@ def test_two_spellings_of_one_file_are_refused_before_writing(tmp_path: Path) ->
 def test_output_lock_refuses_a_second_holder_and_leaves_no_lock_file(tmp_path: Path) -> None:
     output = tmp_path / "readout.safetensors"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from amygdala.outputs import output_lock\n"
+        "import sys, time; from pathlib import Path; from amygdala.outputs.atomic import output_lock\n"
         f"with output_lock(Path({str(output)!r})):\n"
         "    print('held', flush=True); sys.stdin.readline()\n")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         text=True)

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from amygdala.artifact import load_artifact
-from amygdala.evaluation import EvalOptions
-from amygdala.models import LoadedModel
+from amygdala.evaluation.stage import EvalOptions
+from amygdala.forward.models import LoadedModel
+from amygdala.forward.pooling import PoolingError, PoolingSpec
 from amygdala.pipeline import evaluate_files, read_out_files, train_files
-from amygdala.pooling import PoolingError, PoolingSpec
-from amygdala.readout import ReadoutOptions
-from amygdala.training import TrainOptions
+from amygdala.readout.projection import ReadoutOptions
+from amygdala.training.stage import TrainOptions
 
 from eval_helpers import write_examples_dir
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from amygdala.activation_cache import ActivationCache
-from amygdala.capture import encode_texts
-from amygdala.models import LoadedModel
-from amygdala.pooling import (
+from amygdala.forward.activation_cache import ActivationCache
+from amygdala.forward.capture import encode_texts
+from amygdala.forward.models import LoadedModel
+from amygdala.forward.pooling import (
     PoolingError,
     PoolingSpec,
     SameTokenError,
@@ -248,7 +248,7 @@ def test_iter_pooled_with_a_token_budget_caps_padded_tokens_and_pools_the_same_v
 
 def test_iter_pooled_in_a_world_yields_every_nth_batch_of_the_single_plan(tiny_model: LoadedModel) -> None:
     """Each data-parallel rank forwards every world_size-th planned batch: disjoint shards, the same batches."""
-    from amygdala.distributed import World
+    from amygdala.forward.distributed import World
 
     texts = _texts_of_many_lengths()
     single = list(iter_pooled(tiny_model, texts, [2], MEAN_ALL, batch_size=5))

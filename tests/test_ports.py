@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from amygdala.ports import bind_error
+from amygdala.web.ports import bind_error
 
 
 def test_bind_error_names_a_busy_port_and_passes_a_free_one() -> None:

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from amygdala.artifact import ArtifactError, ReadoutArtifact, load_artifact, save_artifact
-from amygdala.capture import truncated_forward
-from amygdala.generation import SamplingOptions, generate
-from amygdala.models import LoadedModel
-from amygdala.pooling import PoolingSpec, pool_readout, pool_texts
-from amygdala.readout import (
+from amygdala.forward.capture import truncated_forward
+from amygdala.forward.models import LoadedModel
+from amygdala.forward.pooling import PoolingSpec, pool_readout, pool_texts
+from amygdala.readout.generation import SamplingOptions, generate
+from amygdala.readout.projection import (
     ReadoutError,
     ReadoutOptions,
     attach,

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from amygdala.artifact import ReadoutArtifact
-from amygdala.pooling import PoolingSpec
-from amygdala.readout import TextReadout
-from amygdala.readout_view import (
+from amygdala.forward.pooling import PoolingSpec
+from amygdala.readout.projection import TextReadout
+from amygdala.readout.view import (
     InputText,
     ReadoutInputError,
     html_page,

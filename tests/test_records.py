@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from amygdala.sources import MemoryNode
-from amygdala.sources.records import entity_record, node_record, normalize_timestamp, parse_row
+from amygdala.extraction.sources import MemoryNode
+from amygdala.extraction.sources.records import entity_record, node_record, normalize_timestamp, parse_row
 
 
 def test_an_entity_row_carries_the_log_fields_too() -> None:

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from amygdala.evaluation import EvalOptions, Evaluation, evaluate
-from amygdala.layer_selection import LayerCurve
-from amygdala.models import LoadedModel
-from amygdala.report import curve_table, example_texts, summary_table, write_report
-from amygdala.training import CAA_RECIPE, TrainOptions, train
+from amygdala.evaluation.report import curve_table, example_texts, summary_table, write_report
+from amygdala.evaluation.stage import EvalOptions, Evaluation, evaluate
+from amygdala.forward.models import LoadedModel
+from amygdala.training.layers import LayerCurve
+from amygdala.training.stage import CAA_RECIPE, TrainOptions, train
 
 from eval_helpers import examples
 

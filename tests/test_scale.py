@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from amygdala.examples import Example
-from amygdala.models import LoadedModel, load_model, resolve_model_path
-from amygdala.training import CAA_RECIPE, TrainOptions, train
+from amygdala.extraction.examples import Example
+from amygdala.forward.models import LoadedModel, load_model, resolve_model_path
+from amygdala.training.stage import CAA_RECIPE, TrainOptions, train
 
 TEXTS = ["I am so happy today, the sun is shining on us", "This is terrible, I lost everything I had",
          "What a lovely surprise party you threw for me", "The meeting was moved to noon on Tuesday",

@@ -24,10 +24,10 @@ import httpx
 import pytest
 from mcp import Client
 
-from amygdala.models import LoadedModel
+from amygdala.extraction.sources import MemoryNode
+from amygdala.extraction.sources.graph_file import write_graph_file
+from amygdala.forward.models import LoadedModel
 from amygdala.serve import Engine, ServeOptions, create_app, serve_in_thread
-from amygdala.sources import MemoryNode
-from amygdala.sources.graph_file import write_graph_file
 
 from mcp_servers import free_port, memory_serve
 
@@ -312,8 +312,8 @@ def test_memory_serve_refuses_a_non_loopback_bind_without_a_key(memory_graph: Pa
 def test_memory_serve_with_a_key_answers_the_real_mcp_client_only_with_it(memory_graph: Path, how: str) -> None:
     """With ``--api-key`` (or AMYGDALA_API_KEY) every request needs the bearer key: the official MCP client gets
     the graph with it (any scheme case), a 401 without or with a wrong one; extract's own MCP source sends it."""
-    from amygdala.sources import SourceError
-    from amygdala.sources.mcp_client import read_mcp_graph
+    from amygdala.extraction.sources import SourceError
+    from amygdala.extraction.sources.mcp_client import read_mcp_graph
 
     extra, env = (["--api-key", KEY], None) if how == "flag" else ([], {"AMYGDALA_API_KEY": KEY})
     with memory_serve(memory_graph, *extra, env=env) as url:

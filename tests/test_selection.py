@@ -6,9 +6,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amygdala.emotions import count_mentions
-from amygdala.examples import ExtractOptions, ScoredGraph, ScoredNode, seeded_fraction
-from amygdala.selection import emotion_examples, mention_counter
+from amygdala.extraction.emotions import count_mentions
+from amygdala.extraction.examples import ExtractOptions, ScoredGraph, ScoredNode, seeded_fraction
+from amygdala.extraction.selection import emotion_examples, mention_counter
 
 EMOTIONS = ("calm", "guilty", "warmth", "anxious", "at_ease", "sad", "overwhelmed", "clarity")
 # Characters the case-insensitive regex matches to ASCII letters though they are not ASCII (Kelvin sign, long s,

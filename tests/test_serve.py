@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from amygdala.artifact import ReadoutArtifact
-from amygdala.client import ReadoutClient, ServerError
-from amygdala.models import LoadedModel
-from amygdala.readout import read_ids
+from amygdala.forward.models import LoadedModel
+from amygdala.readout.projection import read_ids
 from amygdala.serve import Engine, ServeOptions, create_app, serve_in_thread
+from amygdala.serve.client import ReadoutClient, ServerError
 
 from readout_helpers import concept_artifact, zscored_by_calibration
 
@@ -226,6 +226,6 @@ def test_chat_without_a_chat_template_gets_400(bare_url: str) -> None:
 
 
 def test_importing_amygdala_loads_neither_fastapi_nor_uvicorn() -> None:
-    code = ("import sys, amygdala, amygdala.readout, amygdala.serve; "
+    code = ("import sys, amygdala, amygdala.readout.projection, amygdala.serve; "
             "assert not {'fastapi', 'uvicorn'} & set(sys.modules), sorted({'fastapi', 'uvicorn'} & set(sys.modules))")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

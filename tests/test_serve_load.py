@@ -27,7 +27,7 @@ import pytest
 import torch
 
 from amygdala.artifact import ReadoutArtifact
-from amygdala.models import LoadedModel
+from amygdala.forward.models import LoadedModel
 from amygdala.serve import Engine, ServeOptions, create_app, serve_in_thread
 
 from readout_helpers import concept_artifact

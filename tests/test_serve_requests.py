@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from amygdala.artifact import ArtifactError, Calibration, ReadoutArtifact, save_artifact
-from amygdala.generation import GenerationStep, SamplingOptions
-from amygdala.models import LoadedModel
-from amygdala.readout import MAX_STEER_ALPHA, ReadoutError, ReadoutOptions
+from amygdala.forward.models import LoadedModel
+from amygdala.readout.generation import GenerationStep, SamplingOptions
+from amygdala.readout.projection import MAX_STEER_ALPHA, ReadoutError, ReadoutOptions
 from amygdala.serve import Engine, GenerationJob, ServeOptions, create_app, serve_in_thread
 
 from mcp_servers import free_port

@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from amygdala.client import ReadoutClient
-from amygdala.models import LoadedModel
+from amygdala.forward.models import LoadedModel
 from amygdala.serve import Engine, ServeOptions, create_app, serve_in_thread
+from amygdala.serve.client import ReadoutClient
 
 from fault_server import fault_app
 from readout_helpers import concept_artifact

@@ -12,9 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from amygdala.sources import LogCounts, MemoryNode, SourceError
-from amygdala.sources.graph_file import bundled_sample_path, read_graph_file, read_memory_file, write_graph_file
-from amygdala.sources.mcp_client import read_mcp_graph, read_mcp_memory
+from amygdala.extraction.sources import LogCounts, MemoryNode, SourceError
+from amygdala.extraction.sources.graph_file import (
+    bundled_sample_path,
+    read_graph_file,
+    read_memory_file,
+    write_graph_file,
+)
+from amygdala.extraction.sources.mcp_client import read_mcp_graph, read_mcp_memory
 
 from mcp_servers import free_port, log_server_command, memory_serve, official_server_command
 from versioned_log import generate_log

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from amygdala.examples import Example
-from amygdala.splits import LabelledTexts, key_folds, labelled_texts
+from amygdala.extraction.examples import Example
+from amygdala.training.splits import LabelledTexts, key_folds, labelled_texts
 
 
 def _example(emotion: str, polarity: str, text: str, key: str, split: str = "train") -> Example:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from amygdala.tags import (
+from amygdala.extraction.tags import (
     TagError,
     format_content,
     format_score,

@@ -9,14 +9,14 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from amygdala.activation_cache import ActivationCache
 from amygdala.artifact import ModelIdentity, save_artifact
-from amygdala.directions import DirectionError
-from amygdala.examples import Example
-from amygdala.layer_selection import AutoLayers
-from amygdala.models import LoadedModel, load_model
-from amygdala.pooling import PoolingSpec, iter_pooled
-from amygdala.training import (
+from amygdala.extraction.examples import Example
+from amygdala.forward.activation_cache import ActivationCache
+from amygdala.forward.models import LoadedModel, load_model
+from amygdala.forward.pooling import PoolingSpec, iter_pooled
+from amygdala.training.directions import DirectionError
+from amygdala.training.layers import AutoLayers
+from amygdala.training.stage import (
     CAA_RECIPE,
     TrainError,
     TrainOptions,
@@ -273,8 +273,8 @@ def test_train_with_data_driven_shrinkage_and_neutral_removal_equals_fitting_the
     """The streamed statistics (all texts, and the neutral ones apart) give the vectors ``fit_directions`` fits on
     the pooled texts; the vectors are orthogonal to the neutral texts' top PCs (an SVD of their rows), the
     calibration is that of the raw training texts, and the record holds the shrinkage and the PCs removed."""
-    from amygdala.directions import fit_directions
-    from amygdala.pooling import pool_texts
+    from amygdala.forward.pooling import pool_texts
+    from amygdala.training.directions import fit_directions
 
     neutral = [Example(concept, "negative", f"plain note {j}: the bus left at {j} o'clock.", f"n{j}", 0.0, "train")
                for j in range(8) for concept in ("joy", "fear", "calm")]

@@ -10,12 +10,19 @@ import torch
 from scipy.stats import spearmanr
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from amygdala.directions import fit_directions
-from amygdala.metrics import PairingError
-from amygdala.models import LoadedModel
-from amygdala.pooling import PoolingSpec, pool_texts
-from amygdala.splits import labelled_texts
-from amygdala.valence import ValenceCheck, ValenceError, concept_valence, paired_rho, rated_sentences, valence_check
+from amygdala.evaluation.metrics import PairingError
+from amygdala.evaluation.valence import (
+    ValenceCheck,
+    ValenceError,
+    concept_valence,
+    paired_rho,
+    rated_sentences,
+    valence_check,
+)
+from amygdala.forward.models import LoadedModel
+from amygdala.forward.pooling import PoolingSpec, pool_texts
+from amygdala.training.directions import fit_directions
+from amygdala.training.splits import labelled_texts
 
 from eval_helpers import POSITIVES, examples
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from amygdala.artifact import ReadoutArtifact
-from amygdala.client import ReadoutClient
-from amygdala.models import LoadedModel
+from amygdala.forward.models import LoadedModel
 from amygdala.serve import Engine, ServeOptions, create_app, serve_in_thread
+from amygdala.serve.client import ReadoutClient
 from amygdala.watch import LiveOptions, LiveSource, Manifest, Notice, Token, TurnEnd, TurnStart
 from amygdala.watch.events import Event
 

@@ -16,9 +16,9 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
-from amygdala.client import ReadoutClient
-from amygdala.models import LoadedModel
+from amygdala.forward.models import LoadedModel
 from amygdala.serve import Engine, ServeOptions, create_app, serve_in_thread
+from amygdala.serve.client import ReadoutClient
 
 from readout_helpers import concept_artifact
 from tmux_pane import Pane, artifact_dir, tmux_pane

@@ -13,15 +13,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from amygdala.artifact import ReadoutArtifact
-from amygdala.devices import describe, resolve_device, resolve_dtype
-from amygdala.distributed import SINGLE
-from amygdala.evaluation import EvalOptions, Evaluation
-from amygdala.examples import ExtractOptions
-from amygdala.extraction import ExtractResult, extract
-from amygdala.models import DEFAULT_MODEL, load_model
+from amygdala.evaluation.stage import EvalOptions, Evaluation
+from amygdala.extraction.examples import ExtractOptions
+from amygdala.extraction.sources.graph_file import bundled_sample_path, read_graph_file
+from amygdala.extraction.stage import ExtractResult, extract
+from amygdala.forward.devices import describe, resolve_device, resolve_dtype
+from amygdala.forward.distributed import SINGLE
+from amygdala.forward.models import DEFAULT_MODEL, load_model
 from amygdala.pipeline import evaluate_files, train_files
-from amygdala.sources.graph_file import bundled_sample_path, read_graph_file
-from amygdala.training import TrainOptions
+from amygdala.training.stage import TrainOptions
 
 
 @dataclass(frozen=True)

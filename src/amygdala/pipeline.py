@@ -29,16 +29,23 @@ from amygdala.artifact import (
     manifest_path_for,
     save_artifact,
 )
-from amygdala.devices import describe, resolve_device, resolve_dtype
-from amygdala.distributed import SINGLE, DistributedError, World, barrier, joined, world_from_env
-from amygdala.evaluation import EvalOptions, Evaluation, check_inputs, evaluate
-from amygdala.examples import Example, read_examples
-from amygdala.models import DEFAULT_MODEL, LoadedModel, load_model
-from amygdala.outputs import check_output_file, output_lock
-from amygdala.pooling import Pooling, PoolingError, PoolingSpec
-from amygdala.readout import LayerCombine, ReadoutError, ReadoutOptions, TextReadout, check_options, read_texts
-from amygdala.readout_view import InputText, parse_input_lines, readout_record, write_html, write_jsonl
-from amygdala.training import TrainOptions, train
+from amygdala.evaluation.stage import EvalOptions, Evaluation, check_inputs, evaluate
+from amygdala.extraction.examples import Example, read_examples
+from amygdala.forward.devices import describe, resolve_device, resolve_dtype
+from amygdala.forward.distributed import SINGLE, DistributedError, World, barrier, joined, world_from_env
+from amygdala.forward.models import DEFAULT_MODEL, LoadedModel, load_model
+from amygdala.forward.pooling import Pooling, PoolingError, PoolingSpec
+from amygdala.outputs.atomic import check_output_file, output_lock
+from amygdala.readout.projection import (
+    LayerCombine,
+    ReadoutError,
+    ReadoutOptions,
+    TextReadout,
+    check_options,
+    read_texts,
+)
+from amygdala.readout.view import InputText, parse_input_lines, readout_record, write_html, write_jsonl
+from amygdala.training.stage import TrainOptions, train
 
 ModelSource = str | LoadedModel
 
@@ -111,7 +118,7 @@ class EvalRun:
 
 def _eval_texts(texts: Path | None, examples: list[Example], count: int) -> list[tuple[str, str]]:
     """(label, text) pairs to read out token by token: the ``texts`` file, else a few held-out positives."""
-    from amygdala.report import example_texts  # the report (and matplotlib) only where a stage needs it
+    from amygdala.evaluation.report import example_texts  # the report (and matplotlib) only where a stage needs it
 
     if texts is None:
         return example_texts(examples, count)
@@ -129,7 +136,7 @@ def evaluate_files(vectors: Path, training_data_dir: Path, report_dir: Path, opt
 
     ``pooling`` / ``skip_tokens`` override the trained pooling spec (``options.pooling`` None: as trained);
     ``dtype`` None: the trained forward dtype."""
-    from amygdala.report import REPORT_HTML, REPORT_JSON, write_report
+    from amygdala.evaluation.report import REPORT_HTML, REPORT_JSON, write_report
 
     world = world_from_env() if world is None else world
     check_output_file(Path(report_dir) / REPORT_JSON, Path(report_dir) / REPORT_HTML)  # before any model work

@@ -10,7 +10,7 @@ every generated token (and the run checks it got one readout per token); it also
 
     VENV/bin/python plugins/vllm/benchmarks/bench_decode.py --model HF_MODEL_DIR [--tokens 64] [--reps 5]
 
-(``HF_MODEL_DIR``: e.g. SmolLM2-135M converted by amygdala: ``python3 -c "from amygdala.models import convert_gguf,
+(``HF_MODEL_DIR``: e.g. SmolLM2-135M converted by amygdala: ``python3 -c "from amygdala.forward.models import convert_gguf,
 smollm2_gguf_path; print(convert_gguf(smollm2_gguf_path()))"`` in amygdala's own environment.)
 """
 

@@ -49,7 +49,7 @@ def main_python() -> str:
 
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
-    code = "from amygdala.models import convert_gguf, smollm2_gguf_path; print(convert_gguf(smollm2_gguf_path()))"
+    code = "from amygdala.forward.models import convert_gguf, smollm2_gguf_path; print(convert_gguf(smollm2_gguf_path()))"
     out = subprocess.run([main_python(), "-c", code], check=True, capture_output=True, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
 

@@ -13,8 +13,8 @@ import sys
 
 def main(request_path: str) -> None:
     from amygdala.artifact import load_artifact
-    from amygdala.models import load_model
-    from amygdala.readout import ReadoutOptions, read_ids
+    from amygdala.forward.models import load_model
+    from amygdala.readout.projection import ReadoutOptions, read_ids
 
     request = json.loads(open(request_path, encoding="utf-8").read())
     loaded = load_model(request["model"])

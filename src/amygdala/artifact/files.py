@@ -19,9 +19,9 @@ from safetensors.torch import load_file, save
 
 from amygdala.artifact.record import RECORD_FIELDS, TrainingRecord, record_fields, record_from_manifest, record_problems
 from amygdala.errors import AmygdalaError
-from amygdala.outputs import check_output_file
-from amygdala.pooling import PoolingSpec
-from amygdala.publish import publish_files, recover_interrupted
+from amygdala.forward.pooling import PoolingSpec
+from amygdala.outputs.atomic import check_output_file
+from amygdala.outputs.publish import publish_files, recover_interrupted
 
 LAYER_CONVENTION = "layer_<idx> is the output of decoder block idx (0-based) = HF hidden_states[idx + 1]"
 ELH_KEY = "vectors"

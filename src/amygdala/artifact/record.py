@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from amygdala.pooling import POOLINGS, PoolingSpec
+from amygdala.forward.pooling import POOLINGS, PoolingSpec
 
 RECORD_FIELDS = ("model", "training", "layer_selection")
 Rules = tuple[tuple[str, str, Callable[[Any], bool]], ...]
@@ -82,7 +82,7 @@ class TrainingRecord:
     """Layer -> the covariance shrinkage a data-driven method (``directions.SHRINKAGE_RULES``) chose there;
     written only for those methods."""
     neutral_pcs: int = 0
-    """Principal components of the neutral texts removed before fitting (``amygdala.neutral``); written only
+    """Principal components of the neutral texts removed before fitting (``amygdala.training.neutral``); written only
     when more than zero."""
 
 

@@ -24,8 +24,8 @@ def demo_command(
     from rich.console import Console
 
     from amygdala.demo import DemoOptions, run_demo
-    from amygdala.report import summary_table
-    from amygdala.training import TrainOptions
+    from amygdala.evaluation.report import summary_table
+    from amygdala.training.stage import TrainOptions
 
     layers = options.parse_target_layers(target_layers)
     console = Console(stderr=True)

@@ -35,9 +35,9 @@ def eval_command(
     """Measure readout vectors on the held-out split: separation, ranking, cross-talk, stability; write a report."""
     from rich.console import Console
 
-    from amygdala.evaluation import EvalOptions
+    from amygdala.evaluation.report import check_lines, crossval_table, curve_table, summary_table
+    from amygdala.evaluation.stage import EvalOptions
     from amygdala.pipeline import evaluate_files
-    from amygdala.report import check_lines, crossval_table, curve_table, summary_table
 
     if fail_under is not None and not 0 <= fail_under <= 1:
         raise typer.BadParameter(f"{fail_under} is not an AUROC: give a value in 0..1, e.g. 0.9", param_hint="--fail-under")

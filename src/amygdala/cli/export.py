@@ -18,7 +18,7 @@ def export_gguf_command(
     manifest: Path | None = typer.Option(None, "--manifest", help="readout.json (default: beside --vectors)."),
 ) -> None:
     """Write one concept as a llama.cpp / repeng control vector (GGUF, `direction.<layer>` per layer)."""
-    from amygdala.export import export_control_vector
+    from amygdala.readout.export import export_control_vector
 
     result = export_control_vector(vectors, concept=concept, output=output, scale=scale, manifest=manifest)
     typer.echo(f"wrote {result.path}: concept {result.concept!r} x {result.scale:g}, "

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 import typer
 
 from amygdala.cli.app import app
-from amygdala.examples import ExtractOptions as _ExtractOptions
-from amygdala.examples import Untagged
+from amygdala.extraction.examples import ExtractOptions as _ExtractOptions
+from amygdala.extraction.examples import Untagged
 
 if TYPE_CHECKING:
-    from amygdala.examples import TagSurvey
-    from amygdala.extraction import ExtractResult
+    from amygdala.extraction.examples import TagSurvey
+    from amygdala.extraction.stage import ExtractResult
 
 _EXTRACT = _ExtractOptions()
 _MEMORY_FILE = typer.Option(None, "--memory-file", help="Memory graph file: JSONL or a JSON array of amygdala "
@@ -88,9 +88,9 @@ def extract(
                                       "(a neutral baseline: negative for every emotion it does not name) or 'skip'."),
 ) -> None:
     """Turn a memory graph into training examples: one <emotion>.jsonl per emotion plus extract.json."""
-    from amygdala.examples import survey_tags
-    from amygdala.extraction import extract_from
-    from amygdala.sources import MemorySource
+    from amygdala.extraction.examples import survey_tags
+    from amygdala.extraction.sources import MemorySource
+    from amygdala.extraction.stage import extract_from
 
     names = None if emotions is None else tuple(part.strip() for part in emotions.split(",") if part.strip())
     options = _ExtractOptions(min_positive_score, max_negative_mentions, min_content_chars, max_examples_per_emotion,
@@ -113,8 +113,8 @@ def emotions_table(
     min_content_chars: int = typer.Option(_EXTRACT.min_content_chars, help="Skip texts shorter than this."),
 ) -> None:
     """Print the tag frequency table of a memory graph, marking tags of the 171-concept list."""
-    from amygdala.examples import survey_tags
-    from amygdala.sources import MemorySource
+    from amygdala.extraction.examples import survey_tags
+    from amygdala.extraction.sources import MemorySource
 
     options = _ExtractOptions(min_positive_score=min_positive_score, min_positives=min_positives,
                               min_content_chars=min_content_chars)
@@ -139,8 +139,8 @@ def memory_serve(
     (a versioned log is resolved first)."""
     import os
 
-    from amygdala.memory_server import MCP_PATH, check_serving, serve_memory
-    from amygdala.sources import MemorySource, read_memory
+    from amygdala.extraction.memory_server import MCP_PATH, check_serving, serve_memory
+    from amygdala.extraction.sources import MemorySource, read_memory
 
     if api_key is None:  # click treats an empty environment variable as unset; an empty key is still a mistake
         api_key = os.environ.get("AMYGDALA_API_KEY")

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, cast
 import typer
 
 if TYPE_CHECKING:  # the CLI starts without torch: stage modules are imported when a command runs
-    from amygdala.layer_selection import AutoLayers
-    from amygdala.pooling import Pooling
-    from amygdala.readout import LayerCombine, ReadoutOptions
+    from amygdala.forward.pooling import Pooling
+    from amygdala.readout.projection import LayerCombine, ReadoutOptions
+    from amygdala.training.layers import AutoLayers
 
 MODEL = typer.Option("default", "--model", help="'default' (embedded Gemma 3 270M), 'smollm2', an HF folder or a "
                      ".gguf file.")
@@ -38,7 +38,7 @@ def parse_target_layers(value: str | None) -> tuple[int, ...] | AutoLayers | Non
     if value is None or not value.strip():
         return None
     if value.strip().startswith("auto"):
-        from amygdala.layer_selection import AutoLayers
+        from amygdala.training.layers import AutoLayers
 
         count = value.strip().removeprefix("auto").removeprefix(":") or "4"
         if not count.isdigit() or int(count) < 1:
@@ -67,7 +67,7 @@ def parse_device_map(value: str | None) -> str | dict[str, object] | None:
 
 def parse_pooling(value: str | None) -> Pooling | None:
     """A pooling rule name (``pooling.POOLINGS``), or None (as trained)."""
-    from amygdala.pooling import POOLINGS
+    from amygdala.forward.pooling import POOLINGS
 
     if value is None:
         return None
@@ -78,7 +78,7 @@ def parse_pooling(value: str | None) -> Pooling | None:
 
 def parse_combine_layers(value: str | None, *, zscore: bool) -> LayerCombine | None:
     """A ``readout.LAYER_COMBINES`` name, or None (one readout per layer); combining needs z-scores."""
-    from amygdala.readout import LAYER_COMBINES
+    from amygdala.readout.projection import LAYER_COMBINES
 
     if value is None:
         return None
@@ -92,7 +92,7 @@ def parse_combine_layers(value: str | None, *, zscore: bool) -> LayerCombine | N
 
 def readout_options(zscore: bool, steer: list[str] | None, steer_layer: list[int] | None) -> ReadoutOptions:
     """``--zscore``, ``--steer`` and ``--steer-layer`` as ``ReadoutOptions`` (readout and serve)."""
-    from amygdala.readout import ReadoutOptions, parse_steer
+    from amygdala.readout.projection import ReadoutOptions, parse_steer
 
     return ReadoutOptions(zscore=zscore, steer=parse_steer(steer or []),
                           steer_layers=tuple(steer_layer) if steer_layer else None)

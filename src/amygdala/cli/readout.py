@@ -43,7 +43,7 @@ def readout_command(
     if view:
         from rich.console import Console
 
-        from amygdala.readout_view import terminal_view
+        from amygdala.readout.view import terminal_view
 
         for item, readout in zip(run.items, run.readouts, strict=True):
             Console().print(terminal_view(item, readout, run.artifact, zscore=zscore))

@@ -56,10 +56,10 @@ def train_command(
     """Train CAA readout vectors (one forward per unique text) into readout.safetensors + readout.json."""
     from rich.console import Console
 
-    from amygdala.directions import MethodName
+    from amygdala.forward.pooling import Pooling, PoolingSpec
     from amygdala.pipeline import train_files
-    from amygdala.pooling import Pooling, PoolingSpec
-    from amygdala.training import TrainOptions
+    from amygdala.training.directions import MethodName
+    from amygdala.training.stage import TrainOptions
 
     layers = options.parse_target_layers(target_layers)
     if layout not in ("layers", "eLH"):
@@ -75,7 +75,7 @@ def train_command(
     if not run.world.is_main:  # rank 0 reports for the whole data-parallel run
         return
     if run.artifact.record is not None and run.artifact.record.layer_curve is not None:
-        from amygdala.report import curve_table
+        from amygdala.evaluation.report import curve_table
 
         Console().print(curve_table(run.artifact.record.layer_curve))
     typer.echo(_summary(run))

@@ -1,19 +1,21 @@
 """``amygdala serve``: an OpenAI-compatible server streaming per-token readouts.
 
 ``Engine`` and ``ServeOptions`` import no web framework; ``create_app`` and the runners import FastAPI and
-uvicorn only when called, so ``import amygdala`` (and ``import amygdala.serve``) stays light.
+uvicorn only when called. The engine (torch) is imported on first use, so ``amygdala.serve.client`` (httpx only)
+imports neither torch nor a web framework.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
-
-from amygdala.serve.engine import Engine, GenerationJob, JobRecord, ServeOptions
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+    from amygdala.serve.engine import Engine, GenerationJob, JobRecord, ServeOptions
 
 __all__ = ["Engine", "GenerationJob", "JobRecord", "ServeOptions", "create_app", "serve_forever", "serve_in_thread"]
 
@@ -37,3 +39,12 @@ def serve_in_thread(app: FastAPI, *, host: str = "127.0.0.1", port: int = 0) -> 
 
     with _serve_in_thread(app, host=host, port=port) as url:
         yield url
+
+
+_ENGINE_NAMES = ("Engine", "GenerationJob", "JobRecord", "ServeOptions")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _ENGINE_NAMES:
+        raise AttributeError(f"module 'amygdala.serve' has no attribute {name!r}")
+    return getattr(import_module("amygdala.serve.engine"), name)

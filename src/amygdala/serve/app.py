@@ -1,5 +1,6 @@
 """The OpenAI-compatible web layer: routes, auth, SSE streaming, OpenAI-style errors. Transport only: generation
-and readout happen in ``Engine`` (one worker thread) through ``amygdala.generation`` and ``amygdala.readout``.
+and readout happen in ``Engine`` (one worker thread) through ``amygdala.readout.generation`` and
+``amygdala.readout.projection``.
 
 No request gets a 5xx for what it sent: bodies are parsed by ``schemas.parse_request`` (strict types, one 400
 naming the field); with an API key every path needs it (``/docs``, ``/redoc`` and ``/openapi.json`` too; ``/ui``
@@ -23,12 +24,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from amygdala.artifact import calibration_json
-from amygdala.generation import GenerationStep
-from amygdala.http_auth import BearerAuth, key_matches
+from amygdala.readout.generation import GenerationStep
 from amygdala.serve.engine import Emit, Engine, GenerationJob, QueueFullError, ServeOptions
 from amygdala.serve.jobs import chat_jobs, completion_jobs
 from amygdala.serve.replies import Kind, Reply, sse_line, strict_json
 from amygdala.serve.schemas import APIError, ChatCompletionRequest, CompletionRequest, parse_request
+from amygdala.web.auth import BearerAuth, key_matches
 
 logger = logging.getLogger(__name__)
 

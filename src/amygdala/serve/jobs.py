@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from amygdala.generation import GenerationError, SamplingOptions, check_sampling
-from amygdala.readout import ReadoutError, ReadoutOptions, check_options
+from amygdala.readout.generation import GenerationError, SamplingOptions, check_sampling
+from amygdala.readout.projection import ReadoutError, ReadoutOptions, check_options
 from amygdala.serve.engine import Engine, GenerationJob, ServeOptions
 from amygdala.serve.schemas import APIError, ChatCompletionRequest, CompletionRequest, GenerationRequest
 

@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from amygdala.generation import GenerationStep
+from amygdala.readout.generation import GenerationStep
 
 Kind = Literal["completion", "chat"]
 

@@ -12,9 +12,9 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from amygdala.errors import AmygdalaError
-from amygdala.http_auth import is_loopback
-from amygdala.ports import bind_error
 from amygdala.serve.engine import ServeOptions
+from amygdala.web.auth import is_loopback
+from amygdala.web.ports import bind_error
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +49,9 @@ def serve_model(model: str, vectors: Path | None, options: ServeOptions, *, mani
     """``amygdala serve``: check the address and the artifact before loading the model, then serve until
     interrupted; ``announce`` gets one line saying what is served where."""
     from amygdala.artifact import load_artifact
-    from amygdala.devices import describe, resolve_device, resolve_dtype
-    from amygdala.models import load_model
-    from amygdala.readout import ReadoutOptions, check_options
+    from amygdala.forward.devices import describe, resolve_device, resolve_dtype
+    from amygdala.forward.models import load_model
+    from amygdala.readout.projection import ReadoutOptions, check_options
     from amygdala.serve.app import create_app
     from amygdala.serve.engine import Engine
 

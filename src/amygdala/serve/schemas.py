@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from amygdala.readout import MAX_STEER_ALPHA
+from amygdala.readout.projection import MAX_STEER_ALPHA
 
 #: Fields amygdala does not implement, with the value meaning "not used"; any other value is a 400.
 UNSUPPORTED: dict[str, Any] = {

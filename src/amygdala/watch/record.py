@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from amygdala.outputs import atomic_write_bytes
-from amygdala.problems import listed
+from amygdala.errors import listed
+from amygdala.outputs.atomic import atomic_write_bytes
 from amygdala.watch.events import (
     Event,
     Manifest,

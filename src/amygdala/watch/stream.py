@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import httpx
 
-from amygdala.client import SSE_DONE, ReadoutClient, ServerError, iter_sse_data, raise_for_error
+from amygdala.serve.client import SSE_DONE, ReadoutClient, ServerError, iter_sse_data, raise_for_error
 from amygdala.watch.chunks import ChunkReader
 from amygdala.watch.events import (
     Event,

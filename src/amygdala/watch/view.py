@@ -13,7 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from amygdala.palette import concept_colour, token_style
+from amygdala.readout.scale import concept_colour, token_style
 from amygdala.watch.state import Z_FULL, ConceptTrace, WatchState
 
 BLOCKS = "▁▂▃▄▅▆▇█"

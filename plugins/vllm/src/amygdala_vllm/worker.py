@@ -131,7 +131,7 @@ class _Readouts:
                 step.ready.synchronize()
             values = step.values
             if self.zscore:
-                from amygdala.readout import calibrate_readout
+                from amygdala.readout.projection import calibrate_readout
 
                 values = torch.stack([calibrate_readout(values[slot], self.projector,
                                                         self.projector.layers.index(layer))
@@ -205,8 +205,8 @@ def install(runner: Any, config: ReadoutConfig) -> _Readouts | None:
     ``None`` on a tensor-parallel rank other than 0, which runs the model untouched."""
     import amygdala_vllm.readout_op  # noqa: F401  (registers amygdala::readout_into)
     from amygdala.artifact import check_fits_model, load_artifact
-    from amygdala.models import decoder_layers
-    from amygdala.readout import projector_for
+    from amygdala.forward.models import decoder_layers
+    from amygdala.readout.projection import projector_for
     from vllm.distributed import get_tensor_model_parallel_rank
     from vllm.model_executor.models.utils import PPMissingLayer
 

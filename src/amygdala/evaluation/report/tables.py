@@ -1,0 +1,113 @@
+"""The evaluation's rich tables and summary lines for the terminal (NaN shows as ``-``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from rich.table import Table
+
+from amygdala.artifact import LayerCurve
+from amygdala.evaluation.crossval import CrossValidation
+from amygdala.evaluation.metrics import Interval
+from amygdala.evaluation.stage import Evaluation
+
+
+def fmt(value: float, digits: int = 3) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def scores_by_concept(evaluation: Evaluation) -> dict[str, list[Any]]:
+    rows: dict[str, list[Any]] = {concept: [] for concept in evaluation.concepts}
+    for score in evaluation.scores:
+        rows[score.concept].append(score)
+    return rows
+
+
+def concept_flags(evaluation: Evaluation) -> dict[str, list[str]]:
+    """Per concept: ``≈partner cos`` (its highest cosine over the layers), then ``R² Lx,Ly`` if others explain it."""
+    close: dict[str, dict[str, float]] = {concept: {} for concept in evaluation.concepts}
+    explained: dict[str, list[int]] = {concept: [] for concept in evaluation.concepts}
+    for crosstalk in evaluation.crosstalk:
+        for a, b, cosine in crosstalk.close_pairs:
+            for one, other in ((a, b), (b, a)):
+                close[one][other] = max(cosine, close[one].get(other, -1.0))
+        for concept in crosstalk.explained_concepts:
+            explained[concept].append(crosstalk.layer)
+    return {concept: [f"≈{other} {cosine:.2f}" for other, cosine in sorted(close[concept].items(),
+                                                                         key=lambda item: -item[1])]
+            + ([f"R² L{','.join(map(str, explained[concept]))}"] if explained[concept] else [])
+            for concept in evaluation.concepts}
+
+
+def mean_of(values: Sequence[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else math.nan
+
+
+def summary_table(evaluation: Evaluation) -> Table:
+    """Per concept: held-out counts, AUROC (mean and min over layers), Cohen's d, random baseline, stability."""
+    summary = evaluation.summary()
+    table = Table(title=f"held-out separation at layers {', '.join(map(str, evaluation.layers))}",
+                  caption=(f"mean AUROC {fmt(summary['mean_auroc'])} (min {fmt(summary['min_auroc'])}), random "
+                           f"{fmt(summary['random_mean_auroc'])}, top-1 {fmt(summary['top1'])}, top-3 "
+                           f"{fmt(summary['top3'])}, stability {fmt(summary['mean_stability'])}"))
+    for name in ("concept", "pos/neg", "AUROC", "min", "d", "random", "stability", "flags"):
+        table.add_column(name, justify="left" if name in ("concept", "flags") else "right", no_wrap=name != "flags")
+    flags = concept_flags(evaluation)
+    for concept, scores in scores_by_concept(evaluation).items():
+        aurocs = [s.auroc for s in scores]
+        table.add_row(concept, f"{scores[0].n_positive}/{scores[0].n_negative}", fmt(mean_of(aurocs)),
+                      fmt(min((a for a in aurocs if not math.isnan(a)), default=math.nan)),
+                      fmt(mean_of([s.cohens_d for s in scores]), 2), fmt(mean_of([s.random_auroc for s in scores])),
+                      fmt(mean_of([s.stability for s in scores])),
+                      " ".join(flags[concept][:2]) + (f" +{len(flags[concept]) - 2}" if flags[concept][2:] else ""))
+    return table
+
+
+def ci(interval: Interval) -> str:
+    return f"{fmt(interval.estimate)} [{fmt(interval.low)}, {fmt(interval.high)}]"
+
+
+def crossval_table(crossval: CrossValidation) -> Table:
+    """Per concept: out-of-fold AUROC with its 95% CI, the random baseline's, and the scored positives/negatives."""
+    table = Table(title=f"{crossval.folds}-fold cross-validation by node ({len(crossval.fold)} texts, "
+                        f"{crossval.n_nodes} nodes; out-of-fold mean z over layers "
+                        f"{', '.join(map(str, crossval.layers))})",
+                  caption=(f"mean AUROC {ci(crossval.mean_auroc)}, random {ci(crossval.random_mean_auroc)}, "
+                           f"top-1 {ci(crossval.top1)}, top-3 {ci(crossval.top3)} ({crossval.n_pairs} pairs); "
+                           f"[95% CI, {crossval.n_boot} node bootstraps]"))
+    for name in ("concept", "pos/neg", "AUROC [95% CI]", "random [95% CI]"):
+        table.add_column(name, justify="left" if name == "concept" else "right", no_wrap=True)
+    for concept in crossval.per_concept:
+        table.add_row(concept.concept, f"{concept.n_positive}/{concept.n_negative}", ci(concept.auroc),
+                      ci(concept.random_auroc))
+    return table
+
+
+def check_lines(evaluation: Evaluation) -> list[str]:
+    """One line each for the valence check and the lexical control, when measured."""
+    lines = []
+    if (valence := evaluation.valence) is not None:
+        lines.append(f"valence check: Spearman rho {ci(valence.rho)} vs human ratings of {valence.n_sentences} "
+                     f"sentences ({valence.corpus}); VADER lexicon rho {fmt(valence.vader_rho)}; PC1 vs lexicon "
+                     f"valence |r| {fmt(valence.pc1_r)} over {len(valence.concept_valence)}/{valence.n_concepts} "
+                     f"covered concepts (published {valence.published_pc1_r:g} over 171)")
+    if (lexical := evaluation.lexical) is not None:
+        source = "out-of-fold" if evaluation.crossval is not None else "held-out"
+        lines.append(f"lexical control: false-positive rate {fmt(lexical.false_positive_rate)} of "
+                     f"{lexical.n_texts} texts naming an emotion without expressing it, at the threshold of "
+                     f"{lexical.true_positive_rate:.0%} true positives ({source}); real negatives above it "
+                     f"{fmt(lexical.negative_rate)}")
+    return lines
+
+
+def curve_table(curve: LayerCurve) -> Table:
+    """The layer-selection curve: validation AUROC per layer, chosen layers marked."""
+    table = Table(title=f"layer selection ({curve.folds}-fold by node on the train split, {curve.method})")
+    for name in ("layer", "mean AUROC", "min AUROC", "chosen"):
+        table.add_column(name, justify="right")
+    for layer, mean, low in zip(curve.layers, curve.mean_auroc, curve.min_auroc):
+        table.add_row(str(layer), fmt(mean), fmt(low), "*" if layer in curve.chosen else "")
+    return table

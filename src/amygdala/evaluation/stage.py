@@ -1,0 +1,345 @@
+"""Held-out evaluation of a readout artifact: separation, N-way ranking, cross-talk and stability.
+
+Everything is measured on pooled activations, pooled as the artifact was trained (``EvalOptions.resolved`` takes
+the pooling spec and method from the artifact's training record unless the options set them), and projected and
+z-scored by ``readout.project_pooled``, the projection the offline readout and the server use:
+
+- **separation**, per concept and layer, on the ``heldout`` split: the AUROC of the raw projection ``x·v`` of
+  the concept's positive texts against its negative texts (``sklearn.metrics.roc_auc_score``; 0.5 is chance),
+  and Cohen's d (difference of the means over the pooled standard deviation, n-1 degrees of freedom). The
+  baseline is the same two figures for a seeded random unit direction per concept and layer.
+- **ranking** (N-way): every held-out (text, concept) positive pair scores the text against every concept with
+  the calibrated z-score ``(x·v - mean) / std`` (mean and std of each concept's projection over the training
+  texts, from the manifest), so concepts with different projection scales are comparable; per layer, and as the
+  mean z over the artifact's layers (``layer=None``). The rank is *filtered*: other concepts the text is also a
+  positive for do not count against it. Top-1 / top-3 are the shares of rank <= 1 / <= 3; the confusion matrix
+  counts (true concept, best-scoring allowed concept).
+- **cross-talk**, per layer: the cosine between concept vectors, beside the phi coefficient of the positive labels
+  per node (both splits); pairs above ``cosine_flag`` are flagged, and so is a concept whose vector the other
+  concepts' vectors explain with ridge R² >= ``explained_flag`` (``sklearn.linear_model.Ridge``, no intercept,
+  hidden dimensions as samples; R² = 1 - |v - fit|² / |v|²).
+- **stability**, per concept and layer: the cosine between vectors trained with the artifact's method on two
+  disjoint halves of the ``train`` split (split by node key, seeded).
+
+Optional, from the same single pooling pass (one forward per unique text for everything):
+
+- ``folds``: K-fold cross-validation by node over both splits with the artifact's method and neutral removal
+  (``crossval``): per concept AUROC, top-1/top-3 and the random baseline, each with a bootstrap 95% CI;
+- ``valence_check``: the artifact's vectors against human valence ratings of real sentences (``valence``);
+- the **lexical control** (always, for the concepts the bundled control set covers): the false-positive rate of
+  texts that name a concept without expressing it, at the threshold of 90% true positives (``lexical_control``),
+  on the held-out mean z, or on the out-of-fold mean z with ``folds``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from amygdala.artifact import ReadoutArtifact, check_fits_model
+from amygdala.errors import AmygdalaError
+from amygdala.evaluation.crossval import DEFAULT_N_BOOT, CrossValidation, cross_validate, fold_problems
+from amygdala.evaluation.lexical_control import LexicalControl, control_texts, lexical_control
+from amygdala.evaluation.metrics import (
+    cosine_matrix,
+    explained_by_others,
+    filtered_ranks,
+    phi_matrix,
+    random_unit_directions,
+    separation,
+)
+from amygdala.evaluation.valence import RatedSentences, ValenceCheck, rated_sentences, valence_check
+from amygdala.extraction.examples import Example
+from amygdala.forward.activation_cache import ActivationCache
+from amygdala.forward.distributed import SINGLE, World, check_same_inputs
+from amygdala.forward.models import LoadedModel
+from amygdala.forward.pooling import PoolingSpec, pool_texts
+from amygdala.readout.projection import (
+    Projector,
+    ReadoutOptions,
+    TextReadout,
+    calibrated,
+    project_pooled,
+    projector_for,
+    read_text,
+    warn_if_other_model,
+)
+from amygdala.training.directions import DEFAULT_METHOD, DIRECTION_METHODS, fit_directions, stats_device
+from amygdala.training.splits import LabelledTexts, key_folds, labelled_texts
+
+
+class EvalError(AmygdalaError):
+    """Evaluation inputs that cannot be measured: names every problem."""
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How to evaluate; pooling must match training (``resolved`` takes it from the artifact's record)."""
+
+    pooling: PoolingSpec | None = None
+    """How each text is pooled; None: as the artifact was trained (the default spec if it records none)."""
+    method: str | None = None
+    """Direction method for the stability halves (a key of ``DIRECTION_METHODS``); None: as trained."""
+    batch_size: int | None = None
+    """Most texts per forward pass; None: only ``batch_tokens`` caps (both None: the device's default)."""
+    batch_tokens: int | None = None
+    """Most padded tokens per forward pass of the length-sorted texts; None: only ``batch_size`` caps."""
+    seed: int = 0
+    """Seeds the random baseline directions and the stability halves."""
+    cosine_flag: float = 0.8
+    """Flag concept pairs whose vectors have a cosine above this."""
+    explained_flag: float = 0.9
+    """Flag concepts whose vector the others explain with ridge R² at least this."""
+    ridge_alpha: float = 0.01
+    """Ridge penalty for the explained-by-others fit (vectors are unit length)."""
+    cache_dir: Path | None = None
+    """Reuse pooled activations stored here (the same cache ``train --cache-dir`` writes)."""
+    progress: bool = False
+    """Show a progress bar while pooling."""
+    folds: int | None = None
+    """Also cross-validate by node over both splits with this many folds (>= 2); None: the held-out split only."""
+    n_boot: int = DEFAULT_N_BOOT
+    """Bootstrap resamples behind each 95% confidence interval (cross-validation, valence check)."""
+    valence_check: bool = False
+    """Also run the valence check on the bundled human-rated sentences (``valence``)."""
+    valence_sentences: int | None = None
+    """With ``valence_check``, use only the first N rated sentences (a quicker, wider-CI check); None: all 600."""
+
+    def resolved(self, artifact: ReadoutArtifact) -> EvalOptions:
+        """These options with ``pooling`` and ``method`` set, from ``artifact``'s training record where None."""
+        trained = artifact.record.method if artifact.record is not None else DEFAULT_METHOD
+        return replace(self, pooling=self.pooling or artifact.pooling, method=self.method or trained)
+
+    @property
+    def spec(self) -> PoolingSpec:
+        """``pooling``, or the default spec while unresolved."""
+        return self.pooling or PoolingSpec()
+
+    def to_json(self) -> dict[str, Any]:
+        """Flat, as the report stores the options (the spec's fields first)."""
+        fields = {name: value for name, value in asdict(self).items() if name != "pooling"}
+        spec = self.spec
+        return {"pooling": spec.pooling, "skip_tokens": spec.skip, "chat_template": spec.chat_template,
+                "max_length": spec.max_length, **fields}
+
+
+@dataclass(frozen=True)
+class ConceptLayerScore:
+    """One concept at one layer: held-out separation, its random baseline, and stability (NaN: not measurable)."""
+
+    concept: str
+    layer: int
+    auroc: float
+    cohens_d: float
+    random_auroc: float
+    random_cohens_d: float
+    stability: float
+    n_positive: int
+    n_negative: int
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """N-way ranking of held-out positives at one layer (``None``: mean z over the artifact's layers)."""
+
+    layer: int | None
+    top1: float
+    top3: float
+    mean_rank: float
+    n_pairs: int
+    confusion: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class CrossTalk:
+    """One layer's cosine matrix, ridge R² per concept, and the flagged pairs and concepts."""
+
+    layer: int
+    cosine: tuple[tuple[float, ...], ...]
+    explained: tuple[float, ...]
+    close_pairs: tuple[tuple[str, str, float], ...]
+    explained_concepts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Every figure ``evaluate`` measured; ``readouts`` are per-token readouts (z-scores when the artifact is
+    calibrated) of the extra texts, named by ``readout_labels``."""
+
+    model_id: str
+    concepts: tuple[str, ...]
+    layers: tuple[int, ...]
+    options: EvalOptions
+    scores: tuple[ConceptLayerScore, ...]
+    rankings: tuple[Ranking, ...]
+    phi: tuple[tuple[float, ...], ...]
+    crosstalk: tuple[CrossTalk, ...]
+    n_heldout_texts: int
+    n_train_texts: int
+    readouts: tuple[TextReadout, ...] = field(default=())
+    readout_labels: tuple[str, ...] = field(default=())
+    readouts_zscored: bool = False
+    crossval: CrossValidation | None = None
+    valence: ValenceCheck | None = None
+    lexical: LexicalControl | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """Mean and min held-out AUROC over every (concept, layer) of the artifact, the random baseline's mean,
+        top-1/top-3 of the mean-z ranking, and the mean stability (NaNs left out)."""
+        measured = [s for s in self.scores if not math.isnan(s.auroc)]
+        worst = min(measured, key=lambda s: s.auroc, default=None)
+        combined = next(r for r in self.rankings if r.layer is None)
+        return {"mean_auroc": _nanmean([s.auroc for s in self.scores]),
+                "min_auroc": worst.auroc if worst else math.nan,
+                "min_auroc_at": [worst.concept, worst.layer] if worst else None,
+                "random_mean_auroc": _nanmean([s.random_auroc for s in self.scores]),
+                "mean_cohens_d": _nanmean([s.cohens_d for s in self.scores]),
+                "top1": combined.top1, "top3": combined.top3,
+                "mean_stability": _nanmean([s.stability for s in self.scores]),
+                "layers": list(self.layers), "n_concepts": len(self.concepts),
+                "n_heldout_texts": self.n_heldout_texts, "n_unmeasured": len(self.scores) - len(measured)}
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else math.nan
+
+
+def check_inputs(artifact: ReadoutArtifact, examples: Sequence[Example], options: EvalOptions) -> None:
+    """Every problem of evaluating ``artifact`` on ``examples`` with ``options``, as one ``EvalError``, before
+    any model work."""
+    heldout, train = (labelled_texts(examples, artifact.concepts, split) for split in ("heldout", "train"))
+    problems = []
+    counts = heldout.positive.sum(dim=0) + train.positive.sum(dim=0)
+    if missing := [concept for concept, count in zip(artifact.concepts, counts.tolist()) if count == 0]:
+        problems.append(f"no examples for concept(s) {', '.join(missing)}: point --training-data-dir at the "
+                        "examples the artifact was trained on")
+    if not heldout.texts:
+        problems.append("no examples in the heldout split: extract with --heldout-fraction > 0")
+    if (options.method or DEFAULT_METHOD) not in DIRECTION_METHODS:
+        problems.append(f"method {options.method!r} is not one of {', '.join(DIRECTION_METHODS)}")
+    if options.valence_sentences is not None and options.valence_sentences < 3:
+        problems.append(f"--valence-sentences {options.valence_sentences} must be >= 3 (a rank correlation)")
+    if options.folds is not None:
+        problems += fold_problems(labelled_texts(examples, artifact.concepts, None).keys, options.folds, "--folds")
+    if problems:
+        raise EvalError("evaluation inputs: " + "; ".join(problems))
+
+
+def _ranking(z: torch.Tensor, data: LabelledTexts, layer: int | None) -> Ranking:
+    truths, ranks, picks = filtered_ranks(z, data)
+    n_concepts = z.shape[1]
+    confusion = [[0] * n_concepts for _ in range(n_concepts)]
+    for truth, pick in zip(truths, picks):
+        confusion[truth][pick] += 1
+    share = (lambda k: sum(r <= k for r in ranks) / len(ranks)) if ranks else (lambda k: math.nan)
+    return Ranking(layer, share(1), share(3), _nanmean([float(r) for r in ranks]), len(ranks),
+                   tuple(tuple(row) for row in confusion))
+
+
+def _crosstalk(vectors: torch.Tensor, layer: int, concepts: Sequence[str], options: EvalOptions) -> CrossTalk:
+    cosine = cosine_matrix(vectors)
+    explained = explained_by_others(vectors, options.ridge_alpha)
+    pairs = tuple((concepts[i], concepts[j], float(cosine[i, j])) for i in range(len(concepts))
+                  for j in range(i + 1, len(concepts)) if cosine[i, j] > options.cosine_flag)
+    flagged = tuple(c for c, r2 in zip(concepts, explained) if r2 >= options.explained_flag)
+    return CrossTalk(layer, tuple(tuple(row) for row in cosine.tolist()), tuple(explained), pairs, flagged)
+
+
+def _pooled_rows(loaded: LoadedModel, groups: Sequence[Sequence[str]], layers: Sequence[int],
+                 options: EvalOptions, world: World) -> list[torch.Tensor]:
+    """Pooled activations of each group of texts, from one pass over their union (``pool_texts`` forwards each
+    unique text once)."""
+    pooled = pool_texts(loaded, [text for group in groups for text in group], layers, options.spec,
+                        batch_size=options.batch_size, batch_tokens=options.batch_tokens, progress=options.progress,
+                        world=world, cache=ActivationCache(options.cache_dir) if options.cache_dir else None)
+    return list(torch.split(pooled, [len(group) for group in groups]))
+
+
+@dataclass(frozen=True)
+class _Checks:
+    crossval: CrossValidation | None
+    valence: ValenceCheck | None
+    lexical: LexicalControl | None
+
+
+def _checks(artifact: ReadoutArtifact, everything: LabelledTexts, pooled: list[torch.Tensor],
+            heldout: LabelledTexts, held_z: torch.Tensor, projector: Projector, corpus: RatedSentences | None,
+            options: EvalOptions, device: torch.device) -> _Checks:
+    """Cross-validation, valence check and lexical control on the pooled (all texts, control, corpus) rows."""
+    all_pooled, control_pooled, corpus_pooled = pooled
+    control = control_texts(artifact.concepts)
+    crossval = None
+    if options.folds is not None:
+        method = options.method or DEFAULT_METHOD
+        neutral_pcs = artifact.record.neutral_pcs if artifact.record is not None else 0  # refit as trained
+        crossval = cross_validate(all_pooled, everything, everything.keys, artifact.layers, folds=options.folds,
+                                  seed=options.seed, n_boot=options.n_boot, extra=control_pooled,
+                                  fit=lambda p, d: fit_directions(p, d, artifact.layers, method, device,
+                                                                  neutral_pcs=neutral_pcs))
+    lexical = None
+    if control:
+        if crossval is not None and crossval.extra_z is not None:
+            lexical = lexical_control(crossval.scores, everything, crossval.extra_z.mean(dim=1), control)
+        else:
+            control_z = project_pooled(control_pooled, projector, zscore=True).mean(dim=1)
+            lexical = lexical_control(held_z.mean(dim=1), heldout, control_z, control)
+    valence = None if corpus is None else valence_check(artifact.vectors, artifact.concepts, artifact.layers,
+                                                        corpus_pooled, corpus, n_boot=options.n_boot,
+                                                        seed=options.seed)
+    return _Checks(crossval, valence, lexical)
+
+
+def evaluate(loaded: LoadedModel, artifact: ReadoutArtifact, examples: Sequence[Example],
+             options: EvalOptions = EvalOptions(), texts: Sequence[tuple[str, str]] = (),
+             world: World = SINGLE) -> Evaluation:
+    """Measure ``artifact`` on the held-out split of ``examples`` (see the module docstring for each figure);
+    ``texts`` are ``(label, text)`` pairs read out token by token, for eyeballing generalisation. The train
+    texts' activations come from ``options.cache_dir`` when training left them there (one forward per text).
+    In a data-parallel ``world`` the ranks pool disjoint shards and every rank measures the whole."""
+    check_fits_model(artifact, n_layers=loaded.n_layers, hidden_size=loaded.hidden_size, model_id=loaded.model_id)
+    warn_if_other_model(loaded, artifact)
+    options = options.resolved(artifact)
+    concepts, layers = artifact.concepts, artifact.layers
+    check_inputs(artifact, examples, options)
+    heldout, train = (labelled_texts(examples, concepts, split) for split in ("heldout", "train"))
+    everything = labelled_texts(examples, concepts, None)
+    corpus = rated_sentences(options.valence_sentences) if options.valence_check else None
+    groups = [heldout.texts, train.texts, everything.texts if options.folds else (),
+              [item.text for item in control_texts(concepts)], corpus.texts if corpus else ()]
+    check_same_inputs(world, "examples, vectors, model or options", {
+        "texts": hashlib.sha256("\n".join(text for group in groups for text in group).encode()).hexdigest(),
+        "vectors": [artifact.concepts, artifact.layers], "model": loaded.fingerprint,
+        "options": [repr(options.spec), options.batch_size, options.batch_tokens]})
+    held, fit, *rest = _pooled_rows(loaded, groups, layers, options, world)
+    projector = calibrated(projector_for(artifact), fit)  # the manifest's, else the train texts'
+    raw, z = project_pooled(held, projector, zscore=False), project_pooled(held, projector, zscore=True)
+    random = random_unit_directions(len(layers), len(concepts), loaded.hidden_size, options.seed)
+    baseline = project_pooled(held, Projector(concepts, layers, random, None, None), zscore=False)
+    halves = key_folds(train.keys, 2, options.seed)
+    a, b = (fit_directions(fit[rows], train.subset(rows), layers, options.method or DEFAULT_METHOD,
+                           stats_device(loaded.device)) for rows in halves)
+    scores = []
+    for i, layer in enumerate(layers):
+        (aurocs, ds), (rand_aurocs, rand_ds) = separation(raw[:, i], heldout), separation(baseline[:, i], heldout)
+        stability = (a[layer] * b[layer]).sum(dim=1).tolist()
+        scores += [ConceptLayerScore(concept, layer, aurocs[c], ds[c], rand_aurocs[c], rand_ds[c], stability[c],
+                                     int(heldout.positive[:, c].sum()), int(heldout.negative[:, c].sum()))
+                   for c, concept in enumerate(concepts)]
+    rankings = [_ranking(z[:, i], heldout, layer) for i, layer in enumerate(layers)]
+    phi = phi_matrix(everything.positive)
+    checks = _checks(artifact, everything, rest, heldout, z, projector, corpus, options, stats_device(loaded.device))
+    readouts = [read_text(loaded, artifact, text, ReadoutOptions(zscore=artifact.calibration is not None),
+                          spec=options.spec) for _, text in texts]
+    return Evaluation(loaded.model_id, concepts, layers, options, tuple(sorted(scores, key=lambda s: s.concept)),
+                      (*rankings, _ranking(z.mean(dim=1), heldout, None)), tuple(tuple(r) for r in phi.tolist()),
+                      tuple(_crosstalk(projector.vectors[i], layer, concepts, options)
+                            for i, layer in enumerate(layers)),
+                      len(heldout.texts), len(train.texts), tuple(readouts), tuple(label for label, _ in texts),
+                      artifact.calibration is not None, checks.crossval, checks.valence, checks.lexical)
