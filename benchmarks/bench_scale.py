@@ -30,7 +30,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from amygdala.forward.pooling import PoolingSpec, iter_pooled
+from amygdala.forward.pooled import iter_pooled
+from amygdala.forward.pooling import PoolingSpec
 from amygdala.training.layers import AutoLayers
 from amygdala.training.stage import TrainOptions, default_target_layers, train
 from forward_timing import Timing, bare_forward, log

@@ -33,8 +33,8 @@ import torch
 
 from amygdala.artifact import ReadoutArtifact, save_artifact
 from amygdala.forward.models import LoadedModel
-from amygdala.training.directions import StatsAccumulator
 from amygdala.training.stage import TrainOptions, train
+from amygdala.training.statistics import StatsAccumulator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from random_models import SyntheticSet, build_random_model, synthetic_examples  # noqa: E402

@@ -68,17 +68,18 @@ from amygdala.extraction.sources.graph_file import bundled_sample_path, read_gra
 from amygdala.extraction.stage import select_examples
 from amygdala.forward.activation_cache import ActivationCache
 from amygdala.forward.models import LoadedModel, load_model
-from amygdala.forward.pooling import PoolingSpec, pool_texts
+from amygdala.forward.pooled import pool_texts
+from amygdala.forward.pooling import PoolingSpec
 from amygdala.training.directions import (
     DEFAULT_METHOD,
     DIRECTION_METHODS,
-    ConceptStats,
     DirectionMethod,
     fit_directions,
     lda_diagonal,
 )
 from amygdala.training.splits import LabelledTexts, labelled_texts
 from amygdala.training.stage import DEFAULT_NEUTRAL_PCS, default_target_layers
+from amygdala.training.statistics import ConceptStats
 
 
 def pooling_label(spec: PoolingSpec) -> str:

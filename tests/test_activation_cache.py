@@ -13,7 +13,8 @@ import torch
 
 from amygdala.forward.activation_cache import ActivationCache, CacheKey, text_sha256
 from amygdala.forward.models import LoadedModel
-from amygdala.forward.pooling import PoolingSpec, pool_texts
+from amygdala.forward.pooled import pool_texts
+from amygdala.forward.pooling import PoolingSpec
 
 TEXTS = ["A calm lake at dawn", "He slammed the door!", "Rain again?", "We won the match.", "Quiet evening"]
 LAST = PoolingSpec("last")

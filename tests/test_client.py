@@ -78,7 +78,7 @@ def test_server_errors_become_server_error_with_status_and_body(urls: tuple[str,
 
 
 def test_client_module_needs_no_torch() -> None:
-    path = Path(__file__).resolve().parents[1] / "src" / "amygdala" / "client.py"
+    path = Path(__file__).resolve().parents[1] / "src" / "amygdala" / "serve" / "client.py"
     code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('client', sys.argv[1]); "
             "module = sys.modules['client'] = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
             "assert 'torch' not in sys.modules and module.ReadoutClient")

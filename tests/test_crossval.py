@@ -11,7 +11,8 @@ from sklearn.metrics import roc_auc_score
 from amygdala.evaluation.crossval import CrossValidationError, cross_validate, paired_cv
 from amygdala.evaluation.metrics import PairingError
 from amygdala.forward.models import LoadedModel
-from amygdala.forward.pooling import PoolingSpec, pool_texts
+from amygdala.forward.pooled import pool_texts
+from amygdala.forward.pooling import PoolingSpec
 from amygdala.training.directions import fit_directions
 from amygdala.training.splits import LabelledTexts, key_folds, labelled_texts
 

@@ -11,16 +11,13 @@ import torch
 from amygdala.training.directions import (
     DIRECTION_METHODS,
     LDA_SHRINKAGE,
-    ConceptStats,
-    DirectionError,
     MethodName,
-    StatsAccumulator,
-    calibrate,
     chosen_shrinkage,
     compute_directions,
     fit_directions,
 )
 from amygdala.training.splits import LabelledTexts
+from amygdala.training.statistics import ConceptStats, DirectionError, StatsAccumulator, calibrate
 
 HIDDEN, LAYERS = 32, (2, 5)
 

@@ -12,7 +12,8 @@ from amygdala.extraction.examples import ExtractOptions
 from amygdala.extraction.sources.graph_file import bundled_sample_path, read_graph_file
 from amygdala.extraction.stage import select_examples
 from amygdala.forward.models import LoadedModel
-from amygdala.forward.pooling import PoolingSpec, pool_texts
+from amygdala.forward.pooled import pool_texts
+from amygdala.forward.pooling import PoolingSpec
 from amygdala.readout.projection import Projector, calibrated, project_pooled
 from amygdala.training.directions import fit_directions
 from amygdala.training.splits import LabelledTexts

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from amygdala.training.directions import ConceptStats, DirectionError, compute_directions, fit_directions
+from amygdala.training.directions import compute_directions, fit_directions
 from amygdala.training.neutral import neutral_components, neutral_stats, project_out, project_stats, project_vectors
 from amygdala.training.splits import LabelledTexts
+from amygdala.training.statistics import ConceptStats, DirectionError
 
 HIDDEN = 24
 

@@ -27,7 +27,6 @@ from amygdala.outputs.atomic import (
     OutputBusyError,
     OutputError,
     atomic_write_bytes,
-    atomic_write_files,
     check_output_path,
     output_lock,
 )
@@ -77,11 +76,11 @@ def test_atomic_write_bytes_creates_folders_and_replaces_the_file(tmp_path: Path
     assert target.read_bytes() == b"second" and sorted(p.name for p in target.parent.iterdir()) == ["out.json"]
 
 
-def test_atomic_write_files_writes_none_when_one_cannot_be_written(tmp_path: Path) -> None:
+def test_publish_files_writes_none_when_one_cannot_be_written(tmp_path: Path) -> None:
     (tmp_path / "kept.txt").write_bytes(b"earlier")
     (tmp_path / "blocker").write_bytes(b"a file where a folder must be")
     with pytest.raises(OutputError, match=r"cannot write .*blocker/x.txt: .*blocker is a file, not a folder"):
-        atomic_write_files({tmp_path / "kept.txt": b"new", tmp_path / "blocker" / "x.txt": b"x"})
+        publish_files({tmp_path / "kept.txt": b"new", tmp_path / "blocker" / "x.txt": b"x"})
     assert (tmp_path / "kept.txt").read_bytes() == b"earlier"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "kept.txt"], "no temp file is left behind"
 

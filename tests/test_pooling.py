@@ -12,16 +12,15 @@ import torch
 from amygdala.forward.activation_cache import ActivationCache
 from amygdala.forward.capture import encode_texts
 from amygdala.forward.models import LoadedModel
+from amygdala.forward.pooled import iter_pooled, pool_texts
 from amygdala.forward.pooling import (
     PoolingError,
     PoolingSpec,
     SameTokenError,
-    iter_pooled,
     pool_last,
     pool_mean,
     pool_mean_last,
     pool_readout,
-    pool_texts,
 )
 
 TEXTS = ["Hello world.", "I felt a deep warmth when she finally called me back!", "Why?"]

@@ -11,7 +11,8 @@ import torch
 from amygdala.artifact import ArtifactError, ReadoutArtifact, load_artifact, save_artifact
 from amygdala.forward.capture import truncated_forward
 from amygdala.forward.models import LoadedModel
-from amygdala.forward.pooling import PoolingSpec, pool_readout, pool_texts
+from amygdala.forward.pooled import pool_texts
+from amygdala.forward.pooling import PoolingSpec, pool_readout
 from amygdala.readout.generation import SamplingOptions, generate
 from amygdala.readout.projection import (
     ReadoutError,

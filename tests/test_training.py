@@ -13,8 +13,8 @@ from amygdala.artifact import ModelIdentity, save_artifact
 from amygdala.extraction.examples import Example
 from amygdala.forward.activation_cache import ActivationCache
 from amygdala.forward.models import LoadedModel, load_model
-from amygdala.forward.pooling import PoolingSpec, iter_pooled
-from amygdala.training.directions import DirectionError
+from amygdala.forward.pooled import iter_pooled
+from amygdala.forward.pooling import PoolingSpec
 from amygdala.training.layers import AutoLayers
 from amygdala.training.stage import (
     CAA_RECIPE,
@@ -25,6 +25,7 @@ from amygdala.training.stage import (
     train,
     training_texts,
 )
+from amygdala.training.statistics import DirectionError
 
 TEXTS = [
     "She laughed and hugged me at the station.",
@@ -273,7 +274,7 @@ def test_train_with_data_driven_shrinkage_and_neutral_removal_equals_fitting_the
     """The streamed statistics (all texts, and the neutral ones apart) give the vectors ``fit_directions`` fits on
     the pooled texts; the vectors are orthogonal to the neutral texts' top PCs (an SVD of their rows), the
     calibration is that of the raw training texts, and the record holds the shrinkage and the PCs removed."""
-    from amygdala.forward.pooling import pool_texts
+    from amygdala.forward.pooled import pool_texts
     from amygdala.training.directions import fit_directions
 
     neutral = [Example(concept, "negative", f"plain note {j}: the bus left at {j} o'clock.", f"n{j}", 0.0, "train")

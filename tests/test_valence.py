@@ -20,7 +20,8 @@ from amygdala.evaluation.valence import (
     valence_check,
 )
 from amygdala.forward.models import LoadedModel
-from amygdala.forward.pooling import PoolingSpec, pool_texts
+from amygdala.forward.pooled import pool_texts
+from amygdala.forward.pooling import PoolingSpec
 from amygdala.training.directions import fit_directions
 from amygdala.training.splits import labelled_texts
 

@@ -26,7 +26,7 @@ _PUBLIC = {
     "extract": "amygdala.extraction.stage",
     "LoadedModel": "amygdala.forward.models",
     "load_model": "amygdala.forward.models",
-    "pool_texts": "amygdala.forward.pooling",
+    "pool_texts": "amygdala.forward.pooled",
     "PoolingSpec": "amygdala.forward.pooling",
     "TrainingRecord": "amygdala.artifact",
     "TrainOptions": "amygdala.training.stage",

@@ -59,7 +59,8 @@ from amygdala.extraction.examples import Example
 from amygdala.forward.activation_cache import ActivationCache
 from amygdala.forward.distributed import SINGLE, World, check_same_inputs
 from amygdala.forward.models import LoadedModel
-from amygdala.forward.pooling import PoolingSpec, pool_texts
+from amygdala.forward.pooled import pool_texts
+from amygdala.forward.pooling import PoolingSpec
 from amygdala.readout.projection import (
     Projector,
     ReadoutOptions,
@@ -70,8 +71,9 @@ from amygdala.readout.projection import (
     read_text,
     warn_if_other_model,
 )
-from amygdala.training.directions import DEFAULT_METHOD, DIRECTION_METHODS, fit_directions, stats_device
+from amygdala.training.directions import DEFAULT_METHOD, DIRECTION_METHODS, fit_directions
 from amygdala.training.splits import LabelledTexts, key_folds, labelled_texts
+from amygdala.training.statistics import stats_device
 
 
 class EvalError(AmygdalaError):

@@ -17,16 +17,14 @@ import logging
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
+from amygdala.forward.pooling import PoolingSpec
 from amygdala.outputs.atomic import atomic_write_bytes
-
-if TYPE_CHECKING:
-    from amygdala.forward.pooling import PoolingSpec
 
 logger = logging.getLogger(__name__)
 

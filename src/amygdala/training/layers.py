@@ -29,9 +29,11 @@ from amygdala.evaluation.metrics import separation
 from amygdala.forward.activation_cache import ActivationCache
 from amygdala.forward.distributed import SINGLE, World
 from amygdala.forward.models import LoadedModel
-from amygdala.forward.pooling import PoolingSpec, pool_texts
-from amygdala.training.directions import DirectionMethod, fit_directions, stats_device
+from amygdala.forward.pooled import pool_texts
+from amygdala.forward.pooling import PoolingSpec
+from amygdala.training.directions import DirectionMethod, fit_directions
 from amygdala.training.splits import LabelledTexts, key_folds
+from amygdala.training.statistics import stats_device
 
 __all__ = ["AutoLayers", "LayerCurve", "LayerSelection", "LayerSelectionError", "layer_curve", "select_layers",
            "selection_problems"]

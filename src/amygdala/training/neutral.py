@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from amygdala.training.directions import ConceptStats, DirectionError
 from amygdala.training.splits import LabelledTexts
+from amygdala.training.statistics import ConceptStats, DirectionError
 
 
 def neutral_rows(data: LabelledTexts) -> torch.Tensor:

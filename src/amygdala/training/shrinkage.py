@@ -20,12 +20,9 @@ Dimensions with zero variance (constant over the texts) are left out of ``R`` an
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
-if TYPE_CHECKING:
-    from amygdala.training.directions import ConceptStats
+from amygdala.training.statistics import ConceptStats
 
 _CONSTANT = 1e-12  # variance below this fraction of the largest counts as a constant dimension
 

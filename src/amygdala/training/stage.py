@@ -31,18 +31,14 @@ from amygdala.forward.activation_cache import ActivationCache
 from amygdala.forward.batching import Batching
 from amygdala.forward.distributed import SINGLE, World, check_same_inputs, sum_in_rank_order
 from amygdala.forward.models import DtypeName, LoadedModel, canonical_dtype
-from amygdala.forward.pooling import PoolingSpec, iter_pooled
+from amygdala.forward.pooled import iter_pooled
+from amygdala.forward.pooling import PoolingSpec
 from amygdala.training.directions import (
     DEFAULT_METHOD,
     DIRECTION_METHODS,
-    ConceptStats,
     MethodName,
-    StatsAccumulator,
-    calibrate,
-    check_counts,
     chosen_shrinkage,
     compute_directions,
-    stats_device,
 )
 from amygdala.training.layers import AutoLayers, select_layers, selection_problems
 from amygdala.training.neutral import (
@@ -53,6 +49,7 @@ from amygdala.training.neutral import (
     project_vectors,
 )
 from amygdala.training.splits import LabelledTexts, labelled_texts
+from amygdala.training.statistics import ConceptStats, StatsAccumulator, calibrate, check_counts, stats_device
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ drawn with rich (``view``, ``terminal``), and optionally kept as JSONL (``record
 from __future__ import annotations
 
 from amygdala.watch.events import Manifest, Notice, Token, TurnEnd, TurnStart, WatchError
-from amygdala.watch.session import WatchOptions, WatchOutcome, run_watch
+from amygdala.watch.run import run_watch
+from amygdala.watch.session import WatchOptions, WatchOutcome
 from amygdala.watch.state import ViewOptions, WatchState
 from amygdala.watch.stream import LiveOptions, LiveSource
 

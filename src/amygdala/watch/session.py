@@ -1,5 +1,5 @@
 """One ``amygdala watch`` session: a source (a live server or a recorded file) feeding the state, the recorder and
-a screen. ``run_watch`` is the one call the CLI makes.
+a screen (``run.run_watch`` runs one).
 
 Events are produced on a worker thread (a stream blocks on the network; a replay sleeps to keep its timing) and
 applied on the screen's thread, so keys stay responsive. ``--once`` runs everything in the calling thread.
@@ -8,20 +8,17 @@ applied on the screen's thread, so keys stay responsive. ``--once`` runs everyth
 from __future__ import annotations
 
 import queue
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 
-from rich.console import Console
-
 from amygdala.watch.events import Event, Notice, Token, TurnStart, WatchError
 from amygdala.watch.record import Recorder, read_record, replay_events
 from amygdala.watch.state import ViewOptions, WatchState
 from amygdala.watch.stream import LiveOptions, LiveSource
-from amygdala.watch.view import Controls, render
+from amygdala.watch.view import Controls
 
 #: Longest pause a replay keeps between two recorded tokens.
 MAX_REPLAY_GAP_S = 2.0
@@ -168,34 +165,3 @@ class Session:
             self.state.apply(problem)
         return WatchOutcome(self.state.seen, len(self.state.prompts), tuple(self.state.errors), False,
                             self.options.record)
-
-
-def run_once(session: Session, console: Console) -> None:
-    """Every event in this thread, then the final screen, left on the terminal."""
-    for event in session.opening():
-        session.apply(event)
-    height = console.size.height - 1 if console.is_terminal else console.size.height
-    console.print(render(session.state, session.controls(), console, console.size.width, height))
-
-
-def run_watch(options: WatchOptions, console: Console | None = None) -> WatchOutcome:
-    """Run one session to its end (``once``), or until the person quits; Ctrl-C ends it too, with the terminal
-    restored. A bad option or replay file raises WatchError before anything is drawn."""
-    check_options(options)
-    if options.interactive and not options.once and not sys.stdin.isatty():
-        raise WatchError("interactive mode needs a terminal on stdin: give --prompt (and --once for scripts)")
-    session = Session(options)
-    console = console or Console()
-    interrupted = False
-    try:
-        if options.once:
-            run_once(session, console)
-        else:
-            from amygdala.watch.terminal import run_terminal
-
-            run_terminal(session, console)
-    except KeyboardInterrupt:
-        interrupted = True
-    outcome = session.close()
-    return WatchOutcome(outcome.tokens, outcome.turns, outcome.errors, interrupted, outcome.record)
-
