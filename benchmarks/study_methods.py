@@ -63,7 +63,8 @@ from amygdala.evaluation.valence import (
     rated_sentences,
     valence_check,
 )
-from amygdala.extraction.examples import Example, ExtractOptions
+from amygdala.extraction.examples import Example
+from amygdala.extraction.scoring import ExtractOptions
 from amygdala.extraction.sources.graph_file import bundled_sample_path, read_graph_file
 from amygdala.extraction.stage import select_examples
 from amygdala.forward.activation_cache import ActivationCache

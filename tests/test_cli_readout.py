@@ -19,7 +19,8 @@ from amygdala.artifact import save_artifact
 from amygdala.cli import main
 from amygdala.forward.models import LoadedModel
 from amygdala.forward.pooling import Pooling, PoolingSpec, pool_readout
-from amygdala.readout.projection import ReadoutOptions, read_text
+from amygdala.readout.attach import read_text
+from amygdala.readout.projection import ReadoutOptions
 
 from readout_helpers import concept_artifact
 

@@ -102,7 +102,7 @@ ACCELERATE = ["accelerate.commands.launch", "--multi_gpu", "--num_processes=2", 
 @pytest.fixture(scope="module")
 def examples_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small extract of the bundled sample: 3 emotions, at most 24 examples each (about 60 unique texts)."""
-    from amygdala.extraction.examples import ExtractOptions
+    from amygdala.extraction.scoring import ExtractOptions
     from amygdala.extraction.sources.graph_file import bundled_sample_path, read_graph_file
     from amygdala.extraction.stage import extract
 

@@ -11,7 +11,8 @@ from sklearn.metrics import roc_auc_score
 
 from amygdala.artifact import ModelIdentity, ReadoutArtifact, TrainingRecord
 from amygdala.evaluation.report.data import report_data
-from amygdala.evaluation.stage import EvalOptions, evaluate
+from amygdala.evaluation.results import EvalOptions
+from amygdala.evaluation.stage import evaluate
 from amygdala.forward.models import LoadedModel
 from amygdala.forward.pooling import PoolingSpec
 from amygdala.training.splits import labelled_texts

@@ -8,15 +8,8 @@ from pathlib import Path
 import pytest
 
 from amygdala.extraction.emotions import count_mentions
-from amygdala.extraction.examples import (
-    Example,
-    ExamplesError,
-    ExtractOptions,
-    heldout_split,
-    read_examples_file,
-    score_graph,
-    tag_frequencies,
-)
+from amygdala.extraction.examples import Example, ExamplesError, read_examples_file
+from amygdala.extraction.scoring import ExtractOptions, heldout_split, score_graph, tag_frequencies
 from amygdala.extraction.sources import MemoryNode
 from amygdala.extraction.sources.graph_file import read_graph_file
 from amygdala.extraction.stage import cap_sizes, select_examples

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from amygdala.extraction.examples import ExamplesError, ExtractOptions, read_examples
+from amygdala.extraction.examples import ExamplesError, read_examples
+from amygdala.extraction.scoring import ExtractOptions
 from amygdala.extraction.sources import LogCounts, MemoryGraph, MemoryNode, MemorySource, SourceError
 from amygdala.extraction.sources.graph_file import read_graph_file
 from amygdala.extraction.stage import MANIFEST, extract, extract_from

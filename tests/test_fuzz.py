@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from amygdala.extraction.examples import ExamplesError, ExtractOptions, _parse_example, score_graph
+from amygdala.extraction.examples import ExamplesError, _parse_example
+from amygdala.extraction.scoring import ExtractOptions, score_graph
 from amygdala.extraction.sources import MemoryNode, SourceError
 from amygdala.extraction.sources.graph_file import parse_graph_lines
 from amygdala.extraction.stage import Selection, select_examples

@@ -8,7 +8,7 @@ import torch
 
 from amygdala.evaluation.lexical_control import control_texts, lexical_control
 from amygdala.extraction.emotions import count_mentions
-from amygdala.extraction.examples import ExtractOptions
+from amygdala.extraction.scoring import ExtractOptions
 from amygdala.extraction.sources.graph_file import bundled_sample_path, read_graph_file
 from amygdala.extraction.stage import select_examples
 from amygdala.forward.models import LoadedModel

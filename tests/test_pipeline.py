@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from amygdala.artifact import load_artifact
-from amygdala.evaluation.stage import EvalOptions
+from amygdala.evaluation.results import EvalOptions
 from amygdala.forward.models import LoadedModel
 from amygdala.forward.pooling import PoolingError, PoolingSpec
 from amygdala.pipeline import evaluate_files, read_out_files, train_files

@@ -13,16 +13,9 @@ from amygdala.forward.capture import truncated_forward
 from amygdala.forward.models import LoadedModel
 from amygdala.forward.pooled import pool_texts
 from amygdala.forward.pooling import PoolingSpec, pool_readout
+from amygdala.readout.attach import attach, read_ids, read_text
 from amygdala.readout.generation import SamplingOptions, generate
-from amygdala.readout.projection import (
-    ReadoutError,
-    ReadoutOptions,
-    attach,
-    combine_layers,
-    parse_steer,
-    read_ids,
-    read_text,
-)
+from amygdala.readout.projection import ReadoutError, ReadoutOptions, combine_layers, parse_steer
 
 from readout_helpers import concept_artifact, identity_artifact, zscored_by_calibration
 

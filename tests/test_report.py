@@ -13,7 +13,8 @@ import pytest
 from rich.console import Console
 
 from amygdala.evaluation.report import curve_table, example_texts, summary_table, write_report
-from amygdala.evaluation.stage import EvalOptions, Evaluation, evaluate
+from amygdala.evaluation.results import EvalOptions, Evaluation
+from amygdala.evaluation.stage import evaluate
 from amygdala.forward.models import LoadedModel
 from amygdala.training.layers import LayerCurve
 from amygdala.training.stage import CAA_RECIPE, TrainOptions, train

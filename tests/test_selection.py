@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from amygdala.extraction.emotions import count_mentions
-from amygdala.extraction.examples import ExtractOptions, ScoredGraph, ScoredNode, seeded_fraction
+from amygdala.extraction.scoring import ExtractOptions, ScoredGraph, ScoredNode, seeded_fraction
 from amygdala.extraction.selection import emotion_examples, mention_counter
 
 EMOTIONS = ("calm", "guilty", "warmth", "anxious", "at_ease", "sad", "overwhelmed", "clarity")

@@ -15,7 +15,7 @@ import torch
 
 from amygdala.artifact import ReadoutArtifact
 from amygdala.forward.models import LoadedModel
-from amygdala.readout.projection import read_ids
+from amygdala.readout.attach import read_ids
 from amygdala.serve import Engine, ServeOptions, create_app, serve_in_thread
 from amygdala.serve.client import ReadoutClient, ServerError
 

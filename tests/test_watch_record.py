@@ -13,7 +13,7 @@ import pytest
 
 from amygdala.forward.models import LoadedModel
 from amygdala.forward.pooling import PoolingSpec
-from amygdala.readout.projection import read_text
+from amygdala.readout.attach import read_text
 from amygdala.readout.view import InputText, readout_record, write_jsonl
 from amygdala.watch.events import LayerCalibration, Manifest, Token, TurnEnd, TurnStart, WatchError
 from amygdala.watch.record import Recorder, read_record, replay_events

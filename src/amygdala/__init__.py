@@ -21,7 +21,7 @@ _PUBLIC = {
     "read_memory": "amygdala.extraction.sources",
     "parse_content": "amygdala.extraction.tags",
     "Example": "amygdala.extraction.examples",
-    "ExtractOptions": "amygdala.extraction.examples",
+    "ExtractOptions": "amygdala.extraction.scoring",
     "read_examples": "amygdala.extraction.examples",
     "extract": "amygdala.extraction.stage",
     "LoadedModel": "amygdala.forward.models",

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from amygdala.artifact import ReadoutArtifact
-from amygdala.evaluation.stage import EvalOptions, Evaluation
-from amygdala.extraction.examples import ExtractOptions
+from amygdala.evaluation.results import EvalOptions, Evaluation
+from amygdala.extraction.scoring import ExtractOptions
 from amygdala.extraction.sources.graph_file import bundled_sample_path, read_graph_file
 from amygdala.extraction.stage import ExtractResult, extract
 from amygdala.forward.devices import describe, resolve_device, resolve_dtype

@@ -29,21 +29,16 @@ from amygdala.artifact import (
     manifest_path_for,
     save_artifact,
 )
-from amygdala.evaluation.stage import EvalOptions, Evaluation, check_inputs, evaluate
+from amygdala.evaluation.results import EvalOptions, Evaluation
+from amygdala.evaluation.stage import check_inputs, evaluate
 from amygdala.extraction.examples import Example, read_examples
 from amygdala.forward.devices import describe, resolve_device, resolve_dtype
 from amygdala.forward.distributed import SINGLE, DistributedError, World, barrier, joined, world_from_env
 from amygdala.forward.models import DEFAULT_MODEL, LoadedModel, load_model
 from amygdala.forward.pooling import Pooling, PoolingError, PoolingSpec
 from amygdala.outputs.atomic import check_output_file, output_lock
-from amygdala.readout.projection import (
-    LayerCombine,
-    ReadoutError,
-    ReadoutOptions,
-    TextReadout,
-    check_options,
-    read_texts,
-)
+from amygdala.readout.attach import read_texts
+from amygdala.readout.projection import LayerCombine, ReadoutError, ReadoutOptions, TextReadout, check_options
 from amygdala.readout.view import InputText, parse_input_lines, readout_record, write_html, write_jsonl
 from amygdala.training.stage import TrainOptions, train
 

@@ -14,7 +14,8 @@ import sys
 def main(request_path: str) -> None:
     from amygdala.artifact import load_artifact
     from amygdala.forward.models import load_model
-    from amygdala.readout.projection import ReadoutOptions, read_ids
+    from amygdala.readout.projection import ReadoutOptions
+    from amygdala.readout.attach import read_ids
 
     request = json.loads(open(request_path, encoding="utf-8").read())
     loaded = load_model(request["model"])

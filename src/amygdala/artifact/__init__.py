@@ -20,23 +20,25 @@ unchanged (pinned by ``tests/data/artifacts_0.1.0``). The package imports neithe
 from __future__ import annotations
 
 from amygdala.artifact.files import (
+    artifact_paths,
+    build_manifest,
+    calibration_json,
+    check_fits_model,
+    elh_path_for,
+    load_artifact,
+    manifest_path_for,
+    save_artifact,
+)
+from amygdala.artifact.record import LayerCurve, ModelIdentity, TrainingRecord
+from amygdala.artifact.types import (
     ELH_KEY,
     LAYER_CONVENTION,
     REQUIRED_MANIFEST_FIELDS,
     ArtifactError,
     Calibration,
     ReadoutArtifact,
-    artifact_paths,
-    build_manifest,
-    calibration_json,
-    check_fits_model,
-    elh_path_for,
     layer_key,
-    load_artifact,
-    manifest_path_for,
-    save_artifact,
 )
-from amygdala.artifact.record import LayerCurve, ModelIdentity, TrainingRecord
 
 __all__ = [
     "ELH_KEY",

@@ -36,7 +36,7 @@ def eval_command(
     from rich.console import Console
 
     from amygdala.evaluation.report import check_lines, crossval_table, curve_table, summary_table
-    from amygdala.evaluation.stage import EvalOptions
+    from amygdala.evaluation.results import EvalOptions
     from amygdala.pipeline import evaluate_files
 
     if fail_under is not None and not 0 <= fail_under <= 1:

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 import typer
 
 from amygdala.cli.app import app
-from amygdala.extraction.examples import ExtractOptions as _ExtractOptions
-from amygdala.extraction.examples import Untagged
+from amygdala.extraction.scoring import ExtractOptions as _ExtractOptions
+from amygdala.extraction.scoring import Untagged
 
 if TYPE_CHECKING:
-    from amygdala.extraction.examples import TagSurvey
+    from amygdala.extraction.scoring import TagSurvey
     from amygdala.extraction.stage import ExtractResult
 
 _EXTRACT = _ExtractOptions()
@@ -88,7 +88,7 @@ def extract(
                                       "(a neutral baseline: negative for every emotion it does not name) or 'skip'."),
 ) -> None:
     """Turn a memory graph into training examples: one <emotion>.jsonl per emotion plus extract.json."""
-    from amygdala.extraction.examples import survey_tags
+    from amygdala.extraction.scoring import survey_tags
     from amygdala.extraction.sources import MemorySource
     from amygdala.extraction.stage import extract_from
 
@@ -113,7 +113,7 @@ def emotions_table(
     min_content_chars: int = typer.Option(_EXTRACT.min_content_chars, help="Skip texts shorter than this."),
 ) -> None:
     """Print the tag frequency table of a memory graph, marking tags of the 171-concept list."""
-    from amygdala.extraction.examples import survey_tags
+    from amygdala.extraction.scoring import survey_tags
     from amygdala.extraction.sources import MemorySource
 
     options = _ExtractOptions(min_positive_score=min_positive_score, min_positives=min_positives,

@@ -13,18 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from amygdala.extraction.emotions import mention_pattern, normalize_name, word_forms
-from amygdala.extraction.examples import (
-    POLARITIES,
-    SPLITS,
-    Example,
-    ExamplesError,
-    ExtractOptions,
-    Polarity,
-    ScoredGraph,
-    ScoredNode,
-    SkippedNode,
-    score_graph,
-)
+from amygdala.extraction.examples import POLARITIES, SPLITS, Example, ExamplesError, Polarity
+from amygdala.extraction.scoring import ExtractOptions, ScoredGraph, ScoredNode, SkippedNode, score_graph
 from amygdala.extraction.sources import LogCounts, MemoryGraph, MemoryNode
 
 _LISTED = 8

@@ -20,7 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from amygdala.extraction.examples import SPLITS, ExamplesError, ExtractOptions
+from amygdala.extraction.examples import SPLITS, ExamplesError
+from amygdala.extraction.scoring import ExtractOptions
 from amygdala.extraction.selection import (
     EmotionCandidates,
     Selection,

@@ -15,7 +15,7 @@ import torch
 
 from amygdala.errors import AmygdalaError
 from amygdala.forward.models import LoadedModel
-from amygdala.readout.projection import AttachedReadout
+from amygdala.readout.attach import AttachedReadout
 
 FinishReason = Literal["stop", "length"]
 

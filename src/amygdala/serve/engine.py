@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from amygdala.artifact import ReadoutArtifact, check_fits_model
 from amygdala.errors import AmygdalaError
 from amygdala.forward.models import LoadedModel
+from amygdala.readout.attach import AttachedReadout, attach
 from amygdala.readout.generation import GenerationStep, SamplingOptions, generate
-from amygdala.readout.projection import AttachedReadout, ReadoutOptions, attach, projector_for
+from amygdala.readout.projection import ReadoutOptions, projector_for
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from amygdala.artifact import LayerCurve
 from amygdala.evaluation.crossval import CrossValidation
-from amygdala.evaluation.stage import Evaluation
+from amygdala.evaluation.results import Evaluation
 from amygdala.extraction.examples import Example
 
 

@@ -14,7 +14,7 @@ from matplotlib.ticker import MaxNLocator
 
 from amygdala.artifact import LayerCurve
 from amygdala.evaluation.report.tables import mean_of
-from amygdala.evaluation.stage import Evaluation
+from amygdala.evaluation.results import Evaluation
 
 _TICK_LIMIT = 40
 

@@ -10,7 +10,7 @@ from amygdala.artifact import LayerCurve
 from amygdala.evaluation.report.data import clean
 from amygdala.evaluation.report.figures import curve_figure, matrix_figures
 from amygdala.evaluation.report.tables import check_lines, ci, concept_flags, fmt, mean_of, scores_by_concept
-from amygdala.evaluation.stage import Evaluation
+from amygdala.evaluation.results import Evaluation
 
 
 def _token_spans(tokens: Sequence[str], values: Sequence[float], zscore: bool) -> str:

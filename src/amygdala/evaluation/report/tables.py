@@ -11,7 +11,7 @@ from rich.table import Table
 from amygdala.artifact import LayerCurve
 from amygdala.evaluation.crossval import CrossValidation
 from amygdala.evaluation.metrics import Interval
-from amygdala.evaluation.stage import Evaluation
+from amygdala.evaluation.results import Evaluation
 
 
 def fmt(value: float, digits: int = 3) -> str:
