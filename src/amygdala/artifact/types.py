@@ -1,5 +1,4 @@
-"""The artifact's types: the vectors with their concepts and layers, the calibration, and the artifact's error.
-"""
+"""The artifact's types: the vectors with their concepts and layers, the calibration, and the artifact's error."""
 
 from __future__ import annotations
 
@@ -14,11 +13,7 @@ from amygdala.errors import AmygdalaError
 from amygdala.forward.pooling import PoolingSpec
 
 LAYER_CONVENTION = "layer_<idx> is the output of decoder block idx (0-based) = HF hidden_states[idx + 1]"
-
-
 ELH_KEY = "vectors"
-
-
 REQUIRED_MANIFEST_FIELDS = ("concepts", "layers", "hidden_size", "dtype")
 
 
