@@ -33,6 +33,28 @@ def test_capture_residuals_equal_hf_hidden_states_per_token(smollm2: LoadedModel
         torch.testing.assert_close(captured[layer], states[layer + 1], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
+def test_capture_residuals_at_the_last_block_read_the_residual_before_the_final_norm(smollm2: LoadedModel) -> None:
+    """The one exception to layer_<idx> = HF hidden_states[idx + 1]: at the last block HF hands out the residual
+    after the model's final norm; our hooks (and the vLLM plugin's) read the raw residual, the final norm's input."""
+    ids = torch.tensor([smollm2.tokenizer("The storm kept us awake all night.").input_ids])
+    last = smollm2.n_layers - 1
+    captured: dict[int, torch.Tensor] = {}
+    norm_inputs: list[torch.Tensor] = []
+    final_norm = smollm2.model.model.norm
+    handle = final_norm.register_forward_pre_hook(lambda _m, args: norm_inputs.append(args[0].clone()))
+    try:
+        with torch.inference_mode(), capture_residuals(
+                smollm2.model, (last,), lambda layer, hidden: captured.__setitem__(layer, hidden.clone())):
+            states = smollm2.model(input_ids=ids, output_hidden_states=True).hidden_states
+    finally:
+        handle.remove()
+    torch.testing.assert_close(captured[last], norm_inputs[0], rtol=0, atol=0)
+    with torch.inference_mode():
+        torch.testing.assert_close(final_norm(captured[last]), states[last + 1], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(captured[last], states[last + 1], atol=1e-3), "HF's last entry is normalised"
+
+
 def test_truncated_forward_stops_after_the_deepest_hooked_layer(tiny_model: LoadedModel) -> None:
     reached: list[int] = []
     handles = [block.register_forward_hook(lambda _m, _i, _o, index=index: reached.append(index))

@@ -1,8 +1,8 @@
 """amygdala: learn emotion readout vectors from an agent's memory graph and read them out of a language model.
 
-Stages, one module each, meeting through files:
-sources -> tags -> examples -> extraction -> models -> capture/pooling -> directions -> training -> artifact
--> evaluation -> readout -> serve (``pipeline`` runs the stages file to file, as the CLI does)
+One package per stage, meeting through files:
+extraction -> forward -> training -> artifact -> evaluation -> readout -> serve / watch
+(``pipeline`` runs the stages file to file, as the CLI does; ``outputs`` and ``web`` hold what several share).
 
 Public names are imported lazily, so ``import amygdala`` (and the CLI's start) does not pay for torch or
 transformers until a stage needs them, and ``amygdala.artifact`` stays usable beside another transformers.
