@@ -1,69 +1,133 @@
-"""Training a model larger than one device: ``load_model(device_map=...)`` (accelerate) on a CPU-only machine.
-
-The test splits SmolLM2-135M between the CPU and disk offload (accelerate keeps offloaded weights on ``meta`` and
-streams them in per forward pass through its module hooks): the amygdala hooks, the truncated forward pass and
-the fingerprint must give exactly what the whole model gives.
-"""
+"""``readout.scale``, the readout's one scale: the calibration record against its JSON, z-scores against the plain
+formula (floats and tensors alike), running statistics against Python's statistics module, and colour strength,
+alpha and the token highlight against hand-worked values. The page's copy of the arithmetic is checked against
+this module in a browser (tests/test_serve_ui.py)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import random
+import statistics
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from amygdala.extraction.examples import Example
-from amygdala.forward.models import LoadedModel, load_model, resolve_model_path
-from amygdala.training.stage import CAA_RECIPE, TrainOptions, train
+from amygdala.readout.scale import (
+    PALETTE,
+    Z_FULL,
+    CalibrationError,
+    LayerCalibration,
+    RunningStats,
+    alpha_hex,
+    calibration_from_json,
+    calibration_to_json,
+    colour_strength,
+    page_constants,
+    spreads_every_concept,
+    strength_reference,
+    token_span,
+    zscore,
+    zscores,
+)
 
-TEXTS = ["I am so happy today, the sun is shining on us", "This is terrible, I lost everything I had",
-         "What a lovely surprise party you threw for me", "The meeting was moved to noon on Tuesday",
-         "We won the championship after ten hard years", "The invoice lists three items and a total"]
-
-
-def _split_map(n_layers: int) -> dict[str, str]:
-    """The first half of the blocks on the CPU; the second half, the final norm and the LM head offloaded."""
-    device_map = {"model.embed_tokens": "cpu", "model.rotary_emb": "cpu", "model.norm": "disk", "lm_head": "disk"}
-    device_map.update({f"model.layers.{i}": "cpu" if i < n_layers // 2 else "disk" for i in range(n_layers)})
-    return device_map
-
-
-@pytest.mark.slow
-def test_train_on_a_model_split_across_cpu_and_disk_equals_the_whole_model(smollm2: LoadedModel) -> None:
-    """Regression guard: the fingerprint copied weights out of the meta tensors accelerate leaves for offloaded
-    modules, so ``load_model(device_map=...)`` crashed before any forward pass."""
-    folder, _ = resolve_model_path("smollm2")
-    split = load_model(str(folder), device_map=_split_map(smollm2.n_layers))
-    assert any(p.device.type == "meta" for p in split.model.parameters()), "the split should offload weights"
-    assert split.fingerprint == smollm2.fingerprint
-    examples = [Example("joy", "positive" if i in (0, 2, 4) else "negative", text, f"k{i}", 5.0, "train")
-                for i, text in enumerate(TEXTS)]
-    options = TrainOptions(**CAA_RECIPE, target_layers=(4, 22), batch_size=3)
-    whole, offloaded = train(smollm2, examples, options), train(split, examples, options)
-    for layer in (4, 22):
-        torch.testing.assert_close(offloaded.vectors[layer], whole.vectors[layer], atol=1e-6, rtol=1e-5)
-        torch.testing.assert_close(offloaded.calibration.mean[layer], whole.calibration.mean[layer],
-                                   atol=1e-4, rtol=1e-5)
+TABLE = {3: LayerCalibration((0.5, -1.0, 2.0), (1.0, 2.0, 0.25)), 7: LayerCalibration((0.0, 1.0, 0.0), (3.0, 0.5, 1.0))}
 
 
-def test_train_cli_device_map_gives_the_same_artifact_as_one_device(tiny_model_dir: Path, tmp_path: Path) -> None:
-    """``amygdala train --device-map JSON`` reaches load_model: half of the tiny model offloaded to disk trains
-    byte-identical vectors; a malformed map is a one-line usage error."""
-    from amygdala.cli import main
+def test_calibration_round_trips_through_the_manifest_json() -> None:
+    data = json.loads(json.dumps(calibration_to_json(TABLE)))
+    assert data["layer_3"] == {"mean": [0.5, -1.0, 2.0], "std": [1.0, 2.0, 0.25]} and list(data) == ["layer_3", "layer_7"]
+    assert calibration_from_json(data, (3, 7), 3) == TABLE
 
-    data = tmp_path / "examples"
-    data.mkdir()
-    rows = [Example("joy", "positive" if i in (0, 2, 4) else "negative", text, f"k{i}", 5.0, "train")
-            for i, text in enumerate(TEXTS)]
-    (data / "joy.jsonl").write_text("".join(row.to_json() + "\n" for row in rows))
-    device_map = {"model.embed_tokens": "cpu", "model.rotary_emb": "cpu", "model.layers.0": "cpu",
-                  "model.layers.1": "cpu", "model.layers.2": "disk", "model.layers.3": "disk", "model.norm": "disk",
-                  "lm_head": "disk"}
-    base = ["train", "--model", str(tiny_model_dir), "--training-data-dir", str(data), "--target-layers", "1,3",
-            "--no-progress"]
-    assert main([*base, "--output", str(tmp_path / "one.safetensors")]) == 0
-    assert main([*base, "--output", str(tmp_path / "split.safetensors"), "--device-map", json.dumps(device_map)]) == 0
-    assert (tmp_path / "one.safetensors").read_bytes() == (tmp_path / "split.safetensors").read_bytes()
-    assert main([*base, "--output", str(tmp_path / "bad.safetensors"), "--device-map", "{not json"]) == 2
-    assert not (tmp_path / "bad.safetensors").exists()
+
+def test_calibration_from_json_names_every_problem_at_once() -> None:
+    data = {"layer_3": {"mean": [0.0, 1.0], "std": [1.0, 1.0, 1.0]}, "layer_7": {"mean": [0, 1, "x"], "std": []},
+            "layer_9": {"mean": [0.0, 0.0, 0.0], "std": [1.0, float("nan"), 1.0]}}
+    with pytest.raises(CalibrationError) as caught:
+        calibration_from_json(data, (3, 7, 9, 11), 3)
+    assert str(caught.value) == ("calibration layer_3 mean has 2 values, not one per concept (3); layer_7 mean is not "
+                                 "a list of numbers; layer_9 std holds NaN or inf; layer_11 is missing")
+    with pytest.raises(CalibrationError, match="must be an object"):
+        calibration_from_json([1, 2], (3,), 3)
+    assert calibration_from_json({"layer_3": {"mean": [1], "std": [2]}}, (3,)) == {3: LayerCalibration((1.0,), (2.0,))}
+
+
+def test_spreads_every_concept_refuses_a_zero_or_negative_std() -> None:
+    assert spreads_every_concept(TABLE)
+    assert not spreads_every_concept({3: LayerCalibration((0.0, 0.0), (1.0, 0.0))})
+    assert not spreads_every_concept({3: LayerCalibration((0.0,), (-1.0,))})
+
+
+def test_zscore_is_the_formula_and_zero_without_spread() -> None:
+    assert zscore(5.0, 1.0, 2.0) == (5.0 - 1.0) / 2.0 and zscore(-0.3, 0.7, 0.25) == (-0.3 - 0.7) / 0.25
+    assert zscore(5.0, 1.0, 0.0) == 0.0 and zscore(-5.0, 1.0, -2.0) == 0.0
+    assert zscores([1.5, 1.0, 2.5], TABLE[3]) == [1.0, 1.0, 2.0]
+
+
+def test_zscore_on_tensors_equals_it_on_floats_element_by_element() -> None:
+    """The torch readout (``projection.calibrate_readout``) z-scores through the same function: its tensors must
+    give, bit for bit, what each float gives, zero and negative stds included."""
+    generator = torch.Generator().manual_seed(0)
+    raw, mean = torch.randn(5, 4, generator=generator), torch.randn(4, generator=generator)
+    std = torch.tensor([2.0, 0.0, 0.5, -1.0])
+    scored = zscore(raw, mean, std)
+    expected = [[zscore(x, m, s) for x, m, s in zip(row, mean.tolist(), std.tolist())] for row in raw.tolist()]
+    assert torch.equal(scored, torch.tensor(expected)) and torch.equal(scored[:, 0], (raw[:, 0] - mean[0]) / 2.0)
+
+
+def test_running_stats_equal_the_statistics_module() -> None:
+    rng = random.Random(1)
+    readouts = [[[rng.gauss(5 * layer, 1 + c) for c in range(3)] for layer in range(2)] for _ in range(50)]
+    stats = RunningStats(2, 3)
+    assert stats.record(1) == LayerCalibration((0.0, 0.0, 0.0), (0.0, 0.0, 0.0))
+    for readout in readouts:
+        stats.add(readout)
+    record = stats.record(1)
+    for c in range(3):
+        column = [readout[1][c] for readout in readouts]
+        assert record.mean[c] == pytest.approx(statistics.fmean(column), abs=1e-12)
+        assert record.std[c] == pytest.approx(statistics.stdev(column), abs=1e-12)
+
+
+def test_running_stats_z_score_zero_until_two_readouts() -> None:
+    stats = RunningStats(1, 2)
+    stats.add([[4.0, -1.0]])
+    assert zscores([9.0, 3.0], stats.record(0)) == [0.0, 0.0]
+    stats.add([[6.0, -1.0]])
+    assert zscores([7.0, 3.0], stats.record(0)) == [pytest.approx(2 / statistics.stdev([4.0, 6.0])), 0.0]
+
+
+def test_strength_reference_is_z_full_or_a_quantile_of_the_positive_values() -> None:
+    assert strength_reference([100.0, -3.0], zscored=True) == Z_FULL
+    values = [-5.0, 0.0, *map(float, range(1, 11))]  # ten positives: the 0.9 quantile by index is the 10th
+    assert strength_reference(values, zscored=False) == 10.0
+    assert strength_reference([*values, 1000.0], zscored=False) == 10.0  # one outlier does not wash out the rest
+    assert strength_reference([-1.0, 0.0], zscored=False) == 1.0 and strength_reference([1e-9], False) == 1e-6
+
+
+def test_colour_strength_is_clamped_to_zero_and_one() -> None:
+    assert [colour_strength(v, 3.0) for v in (-1.0, 0.0, 1.5, 3.0, 9.0)] == [0.0, 0.0, 0.5, 1.0, 1.0]
+    assert colour_strength(1.0, 0.0) == 1.0
+
+
+def test_alpha_rounds_half_up_like_javascript() -> None:
+    """255 * 0.8 * strength: 102.5 rounds to 103 (0x67), as Math.round does; Python's round would give 102."""
+    assert [alpha_hex(s) for s in (0.0, 102.5 / 204, 1.0)] == ["00", "67", "cc"]
+
+
+def test_token_span_escapes_text_and_title() -> None:
+    assert token_span("<b>&", PALETTE[1], 0.5, 'joy "1"') == (
+        '<span style="background:#3cb44b66" title="joy &quot;1&quot;">&lt;b&gt;&amp;</span>')
+
+
+def test_page_constants_are_the_module_constants_as_json() -> None:
+    constants = json.loads(json.dumps(page_constants()))
+    assert constants["palette"] == list(PALETTE) and constants["z_full"] == Z_FULL
+    assert set(constants) == {"palette", "above", "below", "z_full", "raw_quantile", "min_reference", "alpha_max"}
+
+
+def test_scale_imports_no_torch() -> None:
+    """The watch client and the page's server side use it without torch installed."""
+    code = "import sys, amygdala.readout.scale; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"

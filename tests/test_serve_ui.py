@@ -1,6 +1,8 @@
 """``GET /ui`` of ``amygdala serve --ui``: off by default, behind the API key, one self-contained page; and the
 page itself in real headless Chromium (Debian's, driven by playwright-core from tests/node) against a real
-server with the embedded Gemma: a prompt streams tinted tokens and a concept x token heat strip.
+server with the embedded Gemma: a prompt streams tinted tokens and a concept x token heat strip. One answer of
+that server, recorded, is played to the page and to ``amygdala.readout.scale``: their z-scores and colour
+strengths must agree.
 
 Without Node.js, the npm install or Chromium the browser tests skip locally and fail when ``CI`` is set
 (scripts/test.sh installs all three). The screenshot is kept in the test artifacts folder.
@@ -20,11 +22,16 @@ import httpx
 import pytest
 
 from amygdala.forward.models import LoadedModel
+from amygdala.readout.scale import page_constants
 from amygdala.serve import Engine, ServeOptions, create_app, serve_in_thread
 from amygdala.serve.client import ReadoutClient
+from amygdala.watch import LiveOptions, LiveSource
+from amygdala.watch.record import Recorder, read_record, replay_events
+from amygdala.watch.state import ViewOptions, WatchState
 
 from fault_server import fault_app
 from readout_helpers import concept_artifact
+from replay_server import replay_app
 from tmux_pane import artifact_dir
 
 pytestmark = pytest.mark.slow
@@ -139,3 +146,70 @@ def test_page_survives_malformed_chunks_missing_readouts_and_a_cut_stream() -> N
     assert cut["messages"][-1].startswith("error: the stream was cut after 2 tokens")
     assert error["state"] == "failed" and error["messages"][-1] == (
         "error: the server ended the answer with an error: generation failed: boom")
+
+
+def _recorded_answer(url: str, path: Path) -> dict:
+    """One greedy answer of the real server, recorded as ``amygdala watch --record`` records it."""
+    source, recorder = LiveSource(LiveOptions(url, api_key=KEY, mode="completion", max_tokens=40,
+                                              temperature=0)), Recorder(path, url)
+    try:
+        for event in [*source.connect(), *source.turn(PROMPT)]:
+            assert recorder.apply(event) is None
+    finally:
+        source.close()
+    (row,) = read_record(path)
+    return row
+
+
+def _python_views(row: dict, views: list[dict]) -> list[list[dict]]:
+    """What ``readout.scale`` (through the watch state) shows for each of the page's views."""
+    state = WatchState(ViewOptions(buffer=10_000))
+    for event in replay_events([row], "record"):
+        state.apply(event)
+    assert state.manifest is not None
+    expected = []
+    for view in views:
+        state.position, state.zscore = state.manifest.layers.index(view["layer"]), view["zsource"] != "raw values"
+        tops = state.tops()
+        expected.append([{"values": state.values(token), "concept": None if top is None else top[0],
+                          "strength": None if top is None else top[1]} for token, top in zip(state.tokens, tops)])
+    return expected
+
+
+def _largest_differences(page: list[dict], python: list[dict]) -> tuple[float, float]:
+    assert len(page) == len(python) and all(p["concept"] == q["concept"] for p, q in zip(page, python))
+    z = max(abs(a - b) for p, q in zip(page, python) for a, b in zip(p["values"], q["values"], strict=True))
+    strength = max(abs(p["strength"] - q["strength"]) for p, q in zip(page, python))
+    return z, strength
+
+
+@pytest.mark.parametrize("calibrated", [True, False], ids=["manifest-calibration", "running-stats"])
+def test_page_and_readout_scale_agree_on_one_recorded_stream(keyed_url: str, tmp_path: Path,
+                                                             calibrated: bool) -> None:
+    """The page repeats ``readout.scale``'s arithmetic on the constants the server renders into it: on one
+    recorded answer, its z-scores and colour strengths (calibrated or running statistics; z-scores at two layers,
+    raw values) equal the Python module's to 1e-6."""
+    row = _recorded_answer(keyed_url, tmp_path / "answer.jsonl")
+    if not calibrated:
+        row = {key: value for key, value in row.items() if key != "calibration"}
+    node, chromium = _browser()
+    with serve_in_thread(replay_app(row, calibrated=calibrated)) as url:
+        page = httpx.get(f"{url}/ui").text
+        done = subprocess.run([node, str(NODE_DIR / "ui_scale.mjs"), json.dumps(
+            {"chromium": chromium, "url": url, "prompt": PROMPT})], capture_output=True, text=True, timeout=300,
+            cwd=NODE_DIR)
+    assert done.returncode == 0, f"the browser script failed:\n{done.stderr[-3000:]}"
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["pageErrors"] == [] and json.dumps(page_constants()) in page
+    views = seen["views"]
+    assert [view["zsource"] for view in views] == (["z-scores: manifest calibration"] * 2 if calibrated else
+                                                   [f"z-scores: running stats ({len(row['tokens'])} tokens)"] * 2
+                                                   ) + ["raw values"]
+    assert views[0]["layer"] != views[1]["layer"] == views[2]["layer"] and views[0]["state"] == "done (length)"
+    for view, python in zip(views, _python_views(row, views), strict=True):
+        assert [t["text"] for t in view["tokens"]] == row["tokens"]
+        z, strength = _largest_differences(view["tokens"], python)
+        print(f"{'calibrated' if calibrated else 'running stats'} layer {view['layer']} {view['zsource']}: "
+              f"max |z| difference {z:.3g}, max strength difference {strength:.3g}")
+        assert z <= 1e-6 and strength <= 1e-6
+        assert 0 < max(t["strength"] for t in view["tokens"]) <= 1, "some token must be coloured"

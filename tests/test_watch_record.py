@@ -14,8 +14,9 @@ import pytest
 from amygdala.forward.models import LoadedModel
 from amygdala.forward.pooling import PoolingSpec
 from amygdala.readout.attach import read_text
+from amygdala.readout.scale import LayerCalibration
 from amygdala.readout.view import InputText, readout_record, write_jsonl
-from amygdala.watch.events import LayerCalibration, Manifest, Token, TurnEnd, TurnStart, WatchError
+from amygdala.watch.events import Manifest, Token, TurnEnd, TurnStart, WatchError
 from amygdala.watch.record import Recorder, read_record, replay_events
 
 from readout_helpers import concept_artifact

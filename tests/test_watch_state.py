@@ -11,7 +11,8 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
-from amygdala.watch.events import LayerCalibration, Manifest, Notice, Token, TurnEnd, TurnStart
+from amygdala.readout.scale import LayerCalibration
+from amygdala.watch.events import Manifest, Notice, Token, TurnEnd, TurnStart
 from amygdala.watch.state import ViewOptions, WatchState
 from amygdala.watch.view import Controls, printable, render, sparkline
 

@@ -27,6 +27,7 @@ from amygdala.artifact.types import (
 )
 from amygdala.outputs.atomic import check_output_file
 from amygdala.outputs.publish import publish_files, recover_interrupted
+from amygdala.readout.scale import CalibrationError, calibration_from_json, calibration_to_json
 
 _SAVE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _DERIVED_MANIFEST_FIELDS = (*REQUIRED_MANIFEST_FIELDS, "format_version", "layer_convention", "vectors_sha256",
@@ -80,9 +81,7 @@ def calibration_json(artifact: ReadoutArtifact) -> dict[str, dict[str, list[floa
     ``readout.json`` and the server's ``GET /v1/readout/manifest`` both carry it."""
     if artifact.calibration is None:
         return None
-    return {f"layer_{layer}": {"mean": artifact.calibration.mean[layer].tolist(),
-                               "std": artifact.calibration.std[layer].tolist()}
-            for layer in artifact.layers}
+    return calibration_to_json(artifact.calibration.record(artifact.layers))
 
 
 def save_artifact(
@@ -190,12 +189,11 @@ def _calibration_from_manifest(manifest: dict[str, Any], layers: list[int], wher
     if not table:
         return None
     try:
-        mean = {layer: torch.tensor(table[f"layer_{layer}"]["mean"], dtype=torch.float32) for layer in layers}
-        std = {layer: torch.tensor(table[f"layer_{layer}"]["std"], dtype=torch.float32) for layer in layers}
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"manifest {where} calibration is malformed ({exc!r}): expected layer_<idx>: "
+        return Calibration.from_record(calibration_from_json(table, layers))
+    except CalibrationError as exc:
+        problems = str(exc).removeprefix("calibration ")
+        raise ArtifactError(f"manifest {where} calibration is malformed ({problems}): expected layer_<idx>: "
                             "{mean, std}") from None
-    return Calibration(mean, std)
 
 
 def load_artifact(vectors_path: Path, manifest_path: Path | None = None) -> ReadoutArtifact:

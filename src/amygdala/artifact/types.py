@@ -11,6 +11,7 @@ import torch
 from amygdala.artifact.record import TrainingRecord
 from amygdala.errors import AmygdalaError
 from amygdala.forward.pooling import PoolingSpec
+from amygdala.readout.scale import CalibrationTable, LayerCalibration
 
 LAYER_CONVENTION = "layer_<idx> is the output of decoder block idx (0-based) = HF hidden_states[idx + 1]"
 ELH_KEY = "vectors"
@@ -27,6 +28,17 @@ class Calibration:
 
     mean: dict[int, torch.Tensor]
     std: dict[int, torch.Tensor]
+
+    @classmethod
+    def from_record(cls, table: CalibrationTable) -> Calibration:
+        """The tensors (fp32) of a ``readout.scale`` calibration record."""
+        return cls({layer: torch.tensor(record.mean, dtype=torch.float32) for layer, record in table.items()},
+                   {layer: torch.tensor(record.std, dtype=torch.float32) for layer, record in table.items()})
+
+    def record(self, layers: tuple[int, ...]) -> dict[int, LayerCalibration]:
+        """The ``readout.scale`` record of ``layers``, in that order (what the manifest's JSON carries)."""
+        return {layer: LayerCalibration(tuple(self.mean[layer].tolist()), tuple(self.std[layer].tolist()))
+                for layer in layers}
 
     def to_cpu(self) -> Calibration:
         """The same tables on the CPU (training computes them where the activations are)."""

@@ -3,7 +3,7 @@ readout and steering options.
 
 - ``project_readout`` is the one projection that the offline ``amygdala readout`` and the server share: the
   raw dot products of a residual with each concept's unit vector, optionally z-scored with the manifest's
-  calibration, ``(x - mean) / std``.
+  calibration by ``readout.scale.zscore``.
 - ``project_pooled`` applies it to pooled activations ``[texts, layers, hidden]`` (evaluation).
 - ``combine_layers`` (offline only; the server keeps streaming one readout per layer) turns per-layer z-scores
   ``[..., layers, concepts]`` into one multi-layer readout ``[..., concepts]``: ``mean``, the average of the
@@ -21,6 +21,7 @@ import torch
 
 from amygdala.artifact import ReadoutArtifact
 from amygdala.errors import AmygdalaError
+from amygdala.readout.scale import zscore
 
 _UNIT_TOLERANCE = 1e-2
 #: Largest |alpha| a steered concept may have: alpha scales the prompt's mean residual norm, so 100 already adds a
@@ -96,11 +97,12 @@ def project_readout(residual: torch.Tensor, projector: Projector, position: int,
 
 
 def calibrate_readout(raw: torch.Tensor, projector: Projector, position: int) -> torch.Tensor:
-    """z-scores ``(raw - mean) / std`` of raw readouts ``[..., n_concepts]`` at the projector's ``position``-th layer
-    (the vLLM plugin projects inside the compiled graph and calibrates the few rows that leave the device)."""
+    """z-scores of raw readouts ``[..., n_concepts]`` at the projector's ``position``-th layer, by
+    ``readout.scale.zscore``, the rule every view shares (the vLLM plugin projects inside the compiled graph and
+    calibrates the few rows that leave the device)."""
     if projector.mean is None or projector.std is None:
         raise ReadoutError("z-scores need a manifest with calibration; this artifact has none: drop zscore")
-    return (raw - projector.mean[position]) / projector.std[position]
+    return zscore(raw, projector.mean[position], projector.std[position])
 
 
 def project_pooled(pooled: torch.Tensor, projector: Projector, *, zscore: bool) -> torch.Tensor:

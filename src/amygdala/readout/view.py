@@ -2,8 +2,8 @@
 a terminal view colouring each token by its top concept, and the same view as a standalone HTML page.
 
 The view reads one layer (the deepest hooked one unless told) and colours each token by the concept with the
-largest readout there; the colour's strength is the readout against a reference (3 for z-scores, else the
-text's 90th-percentile top readout), so the first token's outlier norm does not wash out the rest.
+largest readout there, at the colour strength of ``readout.scale`` (against ``Z_FULL`` for z-scores, else a
+quantile of the text's top readouts, so the first token's outlier norm does not wash out the rest).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich.text import Text
 
 from amygdala.artifact import ReadoutArtifact
@@ -23,7 +22,7 @@ from amygdala.errors import AmygdalaError, listed
 from amygdala.forward.pooling import PoolingSpec, pool_readout
 from amygdala.outputs.atomic import atomic_write_bytes
 from amygdala.readout.projection import LayerCombine, TextReadout, combine_layers
-from amygdala.readout.scale import concept_colour, token_style
+from amygdala.readout.scale import colour_strength, concept_colour, strength_reference, token_span, token_style
 
 _TOP_CONCEPTS = 5
 
@@ -101,13 +100,9 @@ def _tops(readout: TextReadout, layers: Sequence[int], layer: int | None, zscore
     """Per token: the top concept's index at ``layer`` and its strength in 0..1."""
     position = len(layers) - 1 if layer is None else list(layers).index(layer)
     values, index = readout.values[:, position].max(dim=-1)
-    if zscore:
-        reference = 3.0
-    else:
-        positive = values[values > 0]
-        reference = float(torch.quantile(positive, 0.9)) if positive.numel() else 1.0
-    strength = (values / max(reference, 1e-6)).clamp(0, 1)
-    return index.tolist(), strength.tolist()
+    tops = values.tolist()
+    reference = strength_reference(tops, zscore)
+    return index.tolist(), [colour_strength(value, reference) for value in tops]
 
 
 def terminal_view(item: InputText, readout: TextReadout, artifact: ReadoutArtifact, *, layer: int | None = None,
@@ -138,9 +133,7 @@ def html_page(entries: Sequence[tuple[InputText, TextReadout]], artifact: Readou
             top = values.topk(min(_TOP_CONCEPTS, values.numel()))
             pairs = zip(top.values.tolist(), top.indices.tolist())
             tip = ", ".join(f"{artifact.concepts[c]} {v:.2f}" for v, c in pairs)
-            alpha = f"{int(255 * strength[t] * 0.8):02x}"
-            spans.append(f'<span style="background:{concept_colour(index[t])}{alpha}" '
-                         f'title="{html.escape(tip)}">{html.escape(token)}</span>')
+            spans.append(token_span(token, concept_colour(index[t]), strength[t], tip))
         blocks.append(f"<h3>{html.escape(str(item.id))}</h3><p class=t>{''.join(spans)}</p>")
     legend = " ".join(f'<span style="background:{concept_colour(c)}aa">{html.escape(name)}</span>'
                       for c, name in enumerate(artifact.concepts[:64]))

@@ -5,10 +5,14 @@ a small key page. That page asks for the key, fetches ``/ui`` again with ``Autho
 check every ``/v1`` route makes) and swaps itself for the live page; the key stays in the tab's sessionStorage
 and goes, as the same header, with each of the page's requests. No cookie is set, so no other site can make the
 browser act with the key. The content security policy lets the page talk to this server only.
+
+The live page draws with ``amygdala.readout.scale``'s constants, rendered into its JSON block here, so the page
+holds no copy of them.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from functools import cache
 from importlib.resources import files
@@ -16,6 +20,7 @@ from importlib.resources import files
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from amygdala.readout.scale import page_constants
 from amygdala.serve.schemas import APIError
 
 UI_PATH = "/ui"
@@ -29,10 +34,16 @@ _HEADERS = {
 }
 
 
+_SCALE_MARK = "/*AMYGDALA_SCALE*/"
+
+
 @cache
 def page(name: str) -> str:
-    """``ui.html`` (the live page) or ``ui_key.html`` (the key page), shipped as package data."""
-    return files("amygdala.serve").joinpath(name).read_text(encoding="utf-8")
+    """``ui.html`` (the live page, with the readout scale's constants in it) or ``ui_key.html`` (the key page),
+    shipped as package data."""
+    text = files("amygdala.serve").joinpath(name).read_text(encoding="utf-8")
+    # "<" escaped, so no value can close the script element it sits in.
+    return text.replace(_SCALE_MARK, json.dumps(page_constants()).replace("<", "\\u003c"))
 
 
 def ui_router(check_key: Callable[[str | None], Awaitable[None]]) -> APIRouter:

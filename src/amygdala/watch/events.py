@@ -8,11 +8,11 @@ Times are seconds on the session's clock; only their differences within a turn (
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from amygdala.errors import AmygdalaError
+from amygdala.readout.scale import CalibrationError, CalibrationTable, calibration_from_json, spreads_every_concept
 
 TurnKind = Literal["chat", "completion", "text"]
 Level = Literal["info", "warning", "error"]
@@ -25,21 +25,13 @@ class WatchError(AmygdalaError):
 
 
 @dataclass(frozen=True)
-class LayerCalibration:
-    """One layer's calibration: each concept's projection mean and std over the training texts."""
-
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-
-@dataclass(frozen=True)
 class Manifest:
     """What every readout lists, and how its values may be z-scored."""
 
     concepts: tuple[str, ...]
     layers: tuple[int, ...]
     #: Per layer, the manifest's calibration; None when the server sent none (running statistics then).
-    calibration: Mapping[int, LayerCalibration] | None = None
+    calibration: CalibrationTable | None = None
     #: The values arrive z-scored already (vLLM with ``AMYGDALA_VLLM_ZSCORE=1``, or a record that was).
     zscored: bool = False
 
@@ -88,21 +80,13 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _calibration(table: object, layers: tuple[int, ...], n_concepts: int) -> dict[int, LayerCalibration] | None:
-    """``{"layer_<idx>": {"mean", "std"}}`` for every layer with positive stds, else None."""
-    if not isinstance(table, dict):
+def _calibration(table: object, layers: tuple[int, ...], n_concepts: int) -> CalibrationTable | None:
+    """The manifest's calibration when it is whole and every std is positive, else None."""
+    try:
+        calibration = calibration_from_json(table, layers, n_concepts)
+    except CalibrationError:
         return None
-    result = {}
-    for layer in layers:
-        entry = table.get(f"layer_{layer}")
-        if not isinstance(entry, dict):
-            return None
-        mean, std = entry.get("mean"), entry.get("std")
-        if not (isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std) == n_concepts
-                and all(map(_is_number, mean + std)) and all(value > 0 for value in std)):
-            return None
-        result[layer] = LayerCalibration(tuple(map(float, mean)), tuple(map(float, std)))
-    return result
+    return calibration if spreads_every_concept(calibration) else None
 
 
 def manifest_from_json(data: object, source: str) -> Manifest:

@@ -18,6 +18,7 @@ from typing import Any
 
 from amygdala.errors import listed
 from amygdala.outputs.atomic import atomic_write_bytes
+from amygdala.readout.scale import calibration_to_json
 from amygdala.watch.events import (
     Event,
     Manifest,
@@ -37,13 +38,6 @@ class _Turn:
     start: TurnStart
     tokens: list[Token] = field(default_factory=list)
     finish_reason: str | None = None
-
-
-def _calibration_json(manifest: Manifest) -> dict[str, dict[str, list[float]]] | None:
-    if manifest.calibration is None:
-        return None
-    return {f"layer_{layer}": {"mean": list(table.mean), "std": list(table.std)}
-            for layer, table in manifest.calibration.items()}
 
 
 class Recorder:
@@ -87,8 +81,8 @@ class Recorder:
             "prompt": turn.start.prompt, "kind": turn.start.kind, "finish_reason": turn.finish_reason,
             "elapsed_s": [None if t.time is None else round(t.time - turn.start.time, 6) for t in turn.tokens],
             "source": self.source}
-        if manifest is not None and (calibration := _calibration_json(manifest)) is not None:
-            line["calibration"] = calibration
+        if manifest is not None and manifest.calibration is not None:
+            line["calibration"] = calibration_to_json(manifest.calibration)
         return line
 
 

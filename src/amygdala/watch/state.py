@@ -1,20 +1,17 @@
 """What the watch view shows, built from events: a ring buffer of tokens, the selected layer, z-scores.
 
-Z-scores are ``(x - mean) / std`` per layer and concept, with the manifest's calibration when the server sends
-one, else with running statistics of every readout seen in this session (Welford); values the server already
-z-scored are shown as they come. ``z_source`` says which is in use. Pure Python: no torch.
+Z-scores (``readout.scale.zscore``, per layer and concept) use the manifest's calibration when the server sends
+one, else running statistics of every readout seen in this session (``readout.scale.RunningStats``); values the
+server already z-scored are shown as they come. ``z_source`` says which is in use. Pure Python: no torch.
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
 
-from amygdala.watch.events import Event, Manifest, Notice, Readout, Token, TurnEnd, TurnKind, TurnStart
-
-#: A z-score this large gives a token its full colour.
-Z_FULL = 3.0
+from amygdala.readout.scale import RunningStats, colour_strength, strength_reference, zscores
+from amygdala.watch.events import Event, Manifest, Notice, Token, TurnEnd, TurnKind, TurnStart
 
 
 @dataclass(frozen=True)
@@ -41,31 +38,6 @@ class ConceptTrace:
     name: str
     values: tuple[float | None, ...]
     score: float
-
-
-class RunningStats:
-    """Mean and variance of every readout seen, per layer and concept (Welford's online update)."""
-
-    def __init__(self, n_layers: int, n_concepts: int) -> None:
-        self.count = 0
-        self.mean = [[0.0] * n_concepts for _ in range(n_layers)]
-        self.m2 = [[0.0] * n_concepts for _ in range(n_layers)]
-
-    def add(self, readout: Readout) -> None:
-        self.count += 1
-        for mean, m2, row in zip(self.mean, self.m2, readout):
-            for c, x in enumerate(row):
-                delta = x - mean[c]
-                mean[c] += delta / self.count
-                m2[c] += delta * (x - mean[c])
-
-    def zscores(self, position: int, row: tuple[float, ...]) -> list[float]:
-        """``row`` z-scored at layer ``position`` (0 while fewer than two readouts were seen, or std is 0)."""
-        if self.count < 2:
-            return [0.0] * len(row)
-        mean, m2 = self.mean[position], self.m2[position]
-        stds = [math.sqrt(m2[c] / (self.count - 1)) for c in range(len(row))]
-        return [(x - mean[c]) / stds[c] if stds[c] > 0 else 0.0 for c, x in enumerate(row)]
 
 
 class WatchState:
@@ -154,21 +126,20 @@ class WatchState:
         calibration = self.manifest.calibration
         if calibration is None:
             assert self.stats is not None
-            return self.stats.zscores(self.position, row)
-        layer = calibration[self.manifest.layers[self.position]]
-        return [(x - m) / s for x, m, s in zip(row, layer.mean, layer.std)]
+            return zscores(row, self.stats.record(self.position))
+        return zscores(row, calibration[self.manifest.layers[self.position]])
 
     def tops(self) -> list[tuple[int, float] | None]:
-        """Per buffered token: its top concept at the selected layer and a strength in 0..1 (its value against
-        3 for z-scores, else against the buffer's 90th-percentile top value, so one outlier does not wash out
-        the rest); None for a token without readout."""
+        """Per buffered token: its top concept at the selected layer and its colour strength in 0..1
+        (``readout.scale``: against ``Z_FULL`` for z-scores, else against a quantile of the buffer's top values);
+        None for a token without readout."""
         tops = []
         for token in self.tokens:
             values = self.values(token)
             tops.append(None if values is None else max(enumerate(values), key=lambda pair: pair[1]))
         zscored = self.zscore or bool(self.manifest and self.manifest.zscored)
-        reference = Z_FULL if zscored else _percentile90([top[1] for top in tops if top is not None and top[1] > 0])
-        return [None if top is None else (top[0], max(0.0, min(1.0, top[1] / reference))) for top in tops]
+        reference = strength_reference((top[1] for top in tops if top is not None), zscored)
+        return [None if top is None else (top[0], colour_strength(top[1], reference)) for top in tops]
 
     def ranked(self) -> list[ConceptTrace]:
         """The top K concepts by mean |value| over the last ``window`` tokens with a readout, strongest first."""
@@ -193,9 +164,3 @@ class WatchState:
             return None
         return (len(times) - 1) / (times[-1] - times[0])
 
-
-def _percentile90(values: list[float]) -> float:
-    if not values:
-        return 1.0
-    ordered = sorted(values)
-    return max(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 1e-6)

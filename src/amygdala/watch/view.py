@@ -13,8 +13,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from amygdala.readout.scale import concept_colour, token_style
-from amygdala.watch.state import Z_FULL, ConceptTrace, WatchState
+from amygdala.readout.scale import Z_FULL, concept_colour, token_style
+from amygdala.watch.state import ConceptTrace, WatchState
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")

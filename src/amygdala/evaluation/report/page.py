@@ -11,18 +11,18 @@ from amygdala.evaluation.report.data import clean
 from amygdala.evaluation.report.figures import curve_figure, matrix_figures
 from amygdala.evaluation.report.tables import check_lines, ci, concept_flags, fmt, mean_of, scores_by_concept
 from amygdala.evaluation.results import Evaluation
+from amygdala.readout.scale import ABOVE_COLOUR, BELOW_COLOUR, colour_strength, strength_reference, token_span
 
 
 def _token_spans(tokens: Sequence[str], values: Sequence[float], zscore: bool) -> str:
-    """Tokens on red (positive) or blue (negative) backgrounds, strength |value| / 3 (z) or / the largest |value|.
-    The first token of a longer text stays uncoloured: its residual is an attention-sink outlier in most models."""
-    scale = 3.0 if zscore else max((abs(v) for v in values[1:] or values), default=1.0) or 1.0
-    spans = []
-    for index, (token, value) in enumerate(zip(tokens, values)):
-        alpha = 0.0 if index == 0 and len(tokens) > 1 else min(abs(value) / scale, 1.0) * 0.85
-        colour = f"rgba(230,25,75,{alpha:.2f})" if value > 0 else f"rgba(67,99,216,{alpha:.2f})"
-        spans.append(f'<span style="background:{colour}" title="{value:.2f}">{html.escape(token)}</span>')
-    return "".join(spans)
+    """Tokens on the above (positive) or below (negative) colour at the colour strength of |value|
+    (``readout.scale``). The first token of a longer text stays uncoloured, and out of the raw reference: its
+    residual is an attention-sink outlier in most models."""
+    sink = len(tokens) > 1
+    reference = strength_reference([abs(v) for v in values[int(sink):]], zscore)
+    return "".join(token_span(token, ABOVE_COLOUR if value > 0 else BELOW_COLOUR,
+                              0.0 if index == 0 and sink else colour_strength(abs(value), reference), f"{value:.2f}")
+                   for index, (token, value) in enumerate(zip(tokens, values)))
 
 
 def _readout_blocks(evaluation: Evaluation, top: int = 3) -> str:
