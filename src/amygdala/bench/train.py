@@ -124,15 +124,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _ratios(ours: Timing, bare: Timing, shallow: Timing, deep: Timing, peer: Timing | None,
-            clock: str) -> dict[str, float]:
-    """The benchmark's ratios on one clock (``wall`` or ``cpu``); the peer's only when it ran."""
+def _ratios(ours: Timing, bare: Timing, shallow: Timing, deep: Timing, peer: Timing | None, clock: str,
+            cosine: float | None = None) -> dict[str, float]:
+    """The benchmark's ratios on one clock (``wall`` or ``cpu``), in the README's order; the peer's only when it
+    ran, and its cosine when given."""
     def t(timing: Timing) -> float:
         return float(getattr(timing, clock))
 
     ratios = {"overhead_vs_forward": round(t(ours) / t(bare), 3)}
     if peer is not None:
         ratios["speedup_vs_steering_vectors"] = round(t(peer) / t(ours), 2)
+    if cosine is not None:
+        ratios["min_cosine_vs_steering_vectors"] = cosine
     ratios["time_ratio_layer4_vs_layer17"] = round(t(shallow) / t(deep), 3)
     return ratios
 
@@ -161,8 +164,7 @@ def measure_speed(loaded: LoadedModel, examples: list[Example], args: argparse.N
         deep.run(train_run(loaded, examples, (high,), bs))
     log(f"deepest layer {low}: {shallow.wall:.1f} s, {high}: {deep.wall:.1f} s")
     timings = {"train": ours, "bare_forward": bare, "steering_vectors": peer, "layer4": shallow, "layer17": deep}
-    wall = _ratios(ours, bare, shallow, deep, peer, "wall")
-    return {**wall, **({"min_cosine_vs_steering_vectors": cosine} if cosine is not None else {}),
+    return {**_ratios(ours, bare, shallow, deep, peer, "wall", cosine),
             "cpu_ratios": _ratios(ours, bare, shallow, deep, peer, "cpu"),
             "seconds": {name: {"wall": round(t.wall, 2), "cpu": round(t.cpu, 2)}
                         for name, t in timings.items() if t is not None}}
