@@ -1,6 +1,6 @@
 """Correctness on an accelerator, in about a minute: what the CPU test suite cannot show. Run by gpu_session.sh.
 
-With the tiny random Qwen3 of random_models.py (built once on the CPU and copied, so every device holds the same
+With the tiny random Qwen3 of amygdala.bench.random_models (built once on the CPU and copied, so every device holds the same
 weights) and synthetic texts:
 
 - ``stats_max_rel_diff``: fp64 statistics accumulated on the device (side stream, overlapping the producer)
@@ -32,12 +32,10 @@ from pathlib import Path
 import torch
 
 from amygdala.artifact import ReadoutArtifact, save_artifact
+from amygdala.bench.random_models import SyntheticSet, build_random_model, synthetic_examples
 from amygdala.forward.models import LoadedModel
 from amygdala.training.stage import TrainOptions, train
 from amygdala.training.statistics import StatsAccumulator
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from random_models import SyntheticSet, build_random_model, synthetic_examples  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -19,6 +19,7 @@ from amygdala.cli.errors import (
     known_message,
     rank_prefix,
 )
+from amygdala.cli.versions import check_installed_versions
 
 __all__ = ["app", "main"]
 
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app; errors become one line on stderr (see ``cli/errors.py``)."""
     state = CliState()
     try:
+        check_installed_versions()  # a peer installed with its dependencies may have downgraded transformers
         # Without standalone mode, click returns the code of a raised typer.Exit instead of raising it.
         code = app(args=argv, standalone_mode=False, obj=state)
     except SystemExit as exc:

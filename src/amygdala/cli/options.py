@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import typer
@@ -111,19 +110,14 @@ def is_main_rank() -> bool:
     return os.environ.get("RANK", "0") in ("", "0")
 
 
-def benchmark_script(command: str) -> Path:
-    """``benchmarks/bench_<command>.py`` of the source checkout this package runs from (src/amygdala/... ->
-    the repository root); the benchmarks are not installed with the package."""
-    script = Path(__file__).resolve().parents[3] / "benchmarks" / f"bench_{command}.py"
-    if not script.exists():
-        raise FileNotFoundError(f"{script} not found: run `amygdala bench {command}` from a source checkout")
-    return script
+#: ``amygdala bench <command>`` -> the installed module whose ``main(argv) -> int`` runs it.
+BENCHMARKS = {"train": "amygdala.bench.train", "readout": "amygdala.bench.readout"}
 
 
 def run_benchmark(command: str, argv: list[str]) -> None:
-    """Run ``benchmarks/bench_<command>.py`` of the source checkout (not installed with the package)."""
-    import runpy
+    """Run ``amygdala.bench.<command>`` (installed with the package; imports torch only now)."""
+    import importlib
 
-    code = runpy.run_path(str(benchmark_script(command)), run_name=f"bench_{command}")["main"](argv)
+    code = importlib.import_module(BENCHMARKS[command]).main(argv)
     if code:
         raise typer.Exit(int(code))

@@ -62,5 +62,5 @@ def bench_readout_command(
     model: str = typer.Option("default", "--model", help="Model to serve ('default', 'smollm2', ...)."),
 ) -> None:
     """Per-token decode latency of the server with readout on vs off (other arguments go to
-    benchmarks/bench_readout.py); the last line is one JSON object."""
+    amygdala.bench.readout: `amygdala bench readout -- --help` lists them); the last line is one JSON object."""
     options.run_benchmark("readout", [*(["--quick"] if quick else []), "--model", model, *context.args])

@@ -88,6 +88,6 @@ def bench_train_command(
     threads: int = typer.Option(0, "--threads", help="torch threads (0: torch's default)."),
 ) -> None:
     """Train-stage benchmark (train vs a bare forward; any other arguments, e.g. --device cuda --random-model
-    qwen3-32b, go to benchmarks/bench_train.py: `amygdala bench train -- --help` lists them); the last line is
-    one JSON object."""
+    qwen3-32b, go to amygdala.bench.train: `amygdala bench train -- --help` lists them); without the optional
+    steering-vectors peer its columns are left out; the last line is one JSON object."""
     options.run_benchmark("train", [*(["--quick"] if quick else []), "--threads", str(threads), *context.args])

@@ -18,16 +18,17 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from amygdala.extraction.examples import Example
 from amygdala.forward.models import LoadedModel, canonical_dtype
 
-_QWEN3_COMMON = {"max_position_embeddings": 40960, "rope_theta": 1_000_000.0, "rms_norm_eps": 1e-6,
+_QWEN3_COMMON: dict[str, Any] = {"max_position_embeddings": 40960, "rope_theta": 1_000_000.0, "rms_norm_eps": 1e-6,
                  "tie_word_embeddings": False, "head_dim": 128, "vocab_size": 151936,
                  "hidden_act": "silu", "attention_bias": False}
-RANDOM_MODELS: dict[str, dict[str, object]] = {
+RANDOM_MODELS: dict[str, dict[str, Any]] = {
     "qwen3-32b": {**_QWEN3_COMMON, "hidden_size": 5120, "intermediate_size": 25600, "num_hidden_layers": 64,
                   "num_attention_heads": 64, "num_key_value_heads": 8},
     "qwen3-8b": {**_QWEN3_COMMON, "hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36,
@@ -38,7 +39,7 @@ RANDOM_MODELS: dict[str, dict[str, object]] = {
 _WORDS = 32768  # distinct words of the synthetic tokenizer (ids 0..min(vocab, this)-1; id 0 pads)
 
 
-def qwen3_config(name: str) -> object:
+def qwen3_config(name: str) -> Any:
     from transformers import Qwen3Config
 
     if name not in RANDOM_MODELS:
@@ -73,7 +74,8 @@ def build_random_model(name: str, device: str = "cpu", dtype: str = "bfloat16", 
     model.eval()
     model.requires_grad_(False)
     tokenizer = word_tokenizer(int(config.vocab_size))
-    return LoadedModel(model, tokenizer, f"random:{name}", f"random-{name}-seed{seed}-{dtype}", dtype)
+    return LoadedModel(model, tokenizer, f"random:{name}", f"random-{name}-seed{seed}-{dtype}",
+                       canonical_dtype(dtype))
 
 
 def word_tokenizer(vocab_size: int) -> object:
@@ -120,7 +122,7 @@ def synthetic_examples(n_texts: int = 496, mean_tokens: float = 107.4, n_concept
     return SyntheticSet(tuple(examples), tuple(texts), tuple(lengths))
 
 
-def forward_flops(config: object, token_counts: list[int] | tuple[int, ...], n_blocks: int) -> float:
+def forward_flops(config: Any, token_counts: list[int] | tuple[int, ...], n_blocks: int) -> float:
     """Model FLOPs of a forward through the first ``n_blocks`` decoder blocks over texts of these lengths, real
     tokens only: 2 x the block matmul weights per token, plus causal attention (QK^T and AV, 2·T²·d per layer)."""
     hidden, heads, kv = config.hidden_size, config.num_attention_heads, config.num_key_value_heads

@@ -1,9 +1,10 @@
-"""``bench_train.py --random-model NAME``: the train stage at a real model's shape (random weights), on any device.
+"""``amygdala bench train --random-model NAME``: the train stage at a real model's shape (random weights), on
+any device.
 
-The issue's setup: a Qwen3 of the named shape built directly on ``--device`` in ``--dtype`` (random_models.py),
-496 unique synthetic texts (about 53.7k tokens, 108 per text), 12 concepts, the default target layers (25, 36,
-46, 57 for 64 layers). For each batching (``--batch-sizes`` texts per batch, then each ``--batch-tokens``
-budget), alternated and best of ``--repeats``:
+The issue's setup: a Qwen3 of the named shape built directly on ``--device`` in ``--dtype``
+(``amygdala.bench.random_models``), 496 unique synthetic texts (about 53.7k tokens, 108 per text), 12 concepts,
+the default target layers (25, 36, 46, 57 for 64 layers). For each batching (``--batch-sizes`` texts per batch,
+then each ``--batch-tokens`` budget), alternated and best of ``--repeats``:
 
 - ``bare_s``: the truncated forward alone over the same length-sorted batches (pre-tokenized, stopped after the
   deepest target layer, nothing pooled or summed);
@@ -27,15 +28,18 @@ import json
 import platform
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
+from amygdala.bench.random_models import build_random_model, forward_flops, matmul_peak_tflops, synthetic_examples
+from amygdala.bench.timing import Timing, bare_forward, log
+from amygdala.extraction.examples import Example
+from amygdala.forward.models import LoadedModel
 from amygdala.forward.pooled import iter_pooled
 from amygdala.forward.pooling import PoolingSpec
 from amygdala.training.layers import AutoLayers
 from amygdala.training.stage import TrainOptions, default_target_layers, train
-from forward_timing import Timing, bare_forward, log
-from random_models import build_random_model, forward_flops, matmul_peak_tflops, synthetic_examples
 
 
 def _synchronized(device: torch.device, action: Callable[[], object]) -> Callable[[], object]:
@@ -58,10 +62,11 @@ def _label(batching: dict[str, int | None]) -> str:
     return ",".join(f"{name}={value}" for name, value in batching.items() if value is not None)
 
 
-def _measure(loaded: object, examples: Sequence[object], texts: Sequence[str], layers: tuple[int, ...],
+def _measure(loaded: LoadedModel, examples: Sequence[Example], texts: Sequence[str], layers: tuple[int, ...],
              batching: dict[str, int | None], args: argparse.Namespace) -> dict[str, float]:
     device = loaded.device
-    options = TrainOptions(target_layers=layers, **{k: v for k, v in batching.items() if v is not None})
+    options = TrainOptions(target_layers=layers, batch_size=batching["batch_size"],
+                           batch_tokens=batching["batch_tokens"])
     forward = bare_forward(loaded, texts, layers, batching["batch_size"], batching["batch_tokens"])
     bare, ours = Timing(), Timing()
     for _ in range(args.repeats):
@@ -73,11 +78,12 @@ def _measure(loaded: object, examples: Sequence[object], texts: Sequence[str], l
             "padded_tokens": forward.padded_tokens}
 
 
-def _pool_only(loaded: object, texts: Sequence[str], layers: tuple[int, ...],
+def _pool_only(loaded: LoadedModel, texts: Sequence[str], layers: tuple[int, ...],
                batching: dict[str, int | None]) -> float:
     """Seconds of ``iter_pooled`` alone (the forwards and the pooling; nothing summed), one run."""
     def run() -> None:
-        for _ in iter_pooled(loaded, texts, layers, PoolingSpec(), **batching):
+        for _ in iter_pooled(loaded, texts, layers, PoolingSpec(), batch_size=batching["batch_size"],
+                                 batch_tokens=batching["batch_tokens"]):
             pass
 
     timing = Timing()
@@ -85,7 +91,7 @@ def _pool_only(loaded: object, texts: Sequence[str], layers: tuple[int, ...],
     return round(timing.wall, 3)
 
 
-def _auto_layers(loaded: object, examples: Sequence[object]) -> dict[str, object]:
+def _auto_layers(loaded: LoadedModel, examples: Sequence[Example]) -> dict[str, object]:
     """``train`` with automatic layers: seconds, the chosen layers, and the device memory beyond the weights."""
     device = loaded.device
     if device.type == "cuda":
@@ -131,7 +137,7 @@ def run_random_model(args: argparse.Namespace) -> dict[str, object]:
     if loaded.device.type == "cuda":
         torch.cuda.synchronize(loaded.device)
     built = time.perf_counter() - start
-    config = loaded.model.config
+    config: Any = loaded.model.config
     data = synthetic_examples(args.texts, args.mean_tokens, vocab_size=int(config.vocab_size))
     layers = default_target_layers(loaded.n_layers)
     flops = forward_flops(config, data.token_counts, max(layers) + 1)

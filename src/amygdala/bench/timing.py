@@ -6,10 +6,13 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from amygdala.forward.batching import Batching, padded_tokens, plan_batches
 from amygdala.forward.capture import batch_inputs, capture_residuals, encode_texts, truncated_forward
 from amygdala.forward.models import LoadedModel
+
+_T = TypeVar("_T")
 
 
 def log(message: str) -> None:
@@ -22,7 +25,7 @@ class Timing:
     def __init__(self) -> None:
         self.wall, self.cpu = float("inf"), float("inf")
 
-    def run(self, action: Callable[[], object]) -> object:
+    def run(self, action: Callable[[], _T]) -> _T:
         wall, cpu = time.perf_counter(), time.process_time()
         result = action()
         self.wall = min(self.wall, time.perf_counter() - wall)
@@ -41,11 +44,13 @@ class BareForward:
 
 def bare_forward(loaded: LoadedModel, texts: Sequence[str], layers: Sequence[int], batch_size: int | None,
                  batch_tokens: int | None = None) -> BareForward:
-    ids = encode_texts(loaded.tokenizer, texts)
+    tokenizer: Any = loaded.tokenizer
+    ids = encode_texts(tokenizer, texts)
     order = sorted(range(len(texts)), key=lambda index: (len(ids[index]), texts[index]))
-    plan = plan_batches(order, [len(row) for row in ids], Batching(batch_size, batch_tokens).for_device(loaded.device.type))
-    batches = [batch_inputs([ids[index] for index in batch], loaded.tokenizer.pad_token_id,
-                            loaded.tokenizer.padding_side, loaded.device) for batch in plan]
+    batching = Batching(batch_size, batch_tokens).for_device(loaded.device.type)
+    plan = plan_batches(order, [len(row) for row in ids], batching)
+    batches = [batch_inputs([ids[index] for index in batch], tokenizer.pad_token_id, tokenizer.padding_side,
+                            loaded.device) for batch in plan]
 
     def run() -> None:
         with capture_residuals(loaded.model, layers, lambda _layer, _hidden: None, stop_after_last=True):
