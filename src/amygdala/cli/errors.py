@@ -23,6 +23,7 @@ import click
 import typer
 
 from amygdala.errors import AmygdalaError
+from amygdala.forward.launcher import world_or_single
 
 KNOWN_ERROR_EXIT = 2
 UNEXPECTED_ERROR_EXIT = 1
@@ -55,6 +56,6 @@ def exit_code_of_usage(exc: BaseException) -> int | None:
 
 
 def rank_prefix(environ: Mapping[str, str] = os.environ) -> str:
-    """``[rank 1 of 2] `` in a process a launcher started (``RANK``, ``WORLD_SIZE``), else empty."""
-    rank, size = environ.get("RANK", ""), environ.get("WORLD_SIZE", "")
-    return f"[rank {rank} of {size}] " if rank.isdigit() and size.isdigit() and int(size) > 1 else ""
+    """``[rank 1 of 2] `` in a process a launcher started (``launcher.world_or_single``), else empty."""
+    world = world_or_single(environ)
+    return f"[{world.describe()}] " if world.is_parallel else ""
