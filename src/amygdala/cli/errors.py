@@ -24,6 +24,7 @@ import typer
 
 from amygdala.errors import AmygdalaError
 from amygdala.forward.launcher import world_or_single
+from amygdala.outputs.sanitise import terminal_line
 
 KNOWN_ERROR_EXIT = 2
 UNEXPECTED_ERROR_EXIT = 1
@@ -40,8 +41,15 @@ ERROR_TABLE: tuple[tuple[type[BaseException], Callable[[BaseException], str]], .
 
 
 def known_message(exc: BaseException) -> str | None:
-    """The one-line message of a known error, or None for an unexpected one."""
-    return next((render(exc) for kind, render in ERROR_TABLE if isinstance(exc, kind)), None)
+    """The one-line message of a known error, or None for an unexpected one. Sanitised for the terminal
+    (``outputs.sanitise.terminal_line``): it may quote a manifest's names or a server's answer."""
+    return next((terminal_line(render(exc)) for kind, render in ERROR_TABLE if isinstance(exc, kind)), None)
+
+
+def unexpected_message(exc: BaseException) -> str:
+    """The one line naming a bug: its type and message (sanitised, whitespace folded), and how to see more."""
+    return (f"unexpected {type(exc).__name__}: {terminal_line(' '.join(str(exc).split()))} "
+            "(rerun with --debug for the traceback)")
 
 
 def exit_code_of_usage(exc: BaseException) -> int | None:
