@@ -12,6 +12,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from amygdala.errors import AmygdalaError
+from amygdala.outputs.sanitise import terminal_line
 from amygdala.serve.engine import ServeOptions
 from amygdala.web.auth import check_access
 from amygdala.web.ports import bind_error
@@ -70,7 +71,8 @@ def serve_model(model: str, vectors: Path | None, options: ServeOptions, *, mani
     target = resolve_device(device)
     loaded = load_model(model, dtype=resolve_dtype(dtype, target), device=str(target))
     engine = Engine(loaded, artifact, max_queued_jobs=options.max_queued_jobs)  # refuses a misfit, before binding
-    announce(f"serving {loaded.model_id} ({loaded.dtype} on {describe(target)}) as {options.model_name!r} on "
+    announce(f"serving {terminal_line(loaded.model_id)} ({loaded.dtype} on {describe(target)}) as "
+             f"{terminal_line(repr(options.model_name))} on "
              f"http://{host}:{port}/v1 "
              + (f"with {len(artifact.concepts)} concepts x layers {list(artifact.layers)}" if artifact
                 else "without vectors (no readout)")
