@@ -48,11 +48,13 @@ def _print_tag_table(survey: TagSurvey, options: _ExtractOptions) -> None:
 
 
 def _print_extract_summary(result: ExtractResult) -> None:
+    from amygdala.outputs.sanitise import terminal_line
+
     selection = result.selection
     counts = selection.counts()
     for emotion in selection.emotions:
         pos, neg = counts[emotion]["positive"], counts[emotion]["negative"]
-        print(f"  {emotion:<16} positive {pos['train']:>4} train {pos['heldout']:>4} heldout   "
+        print(f"  {terminal_line(emotion):<16} positive {pos['train']:>4} train {pos['heldout']:>4} heldout   "
               f"negative {neg['train']:>4} train {neg['heldout']:>4} heldout")
     graph, log = selection.graph, selection.log
     if log is not None and (log.superseded or log.deleted):
