@@ -89,3 +89,13 @@ def test_a_hostile_path_in_a_cli_error_line_does_not_escape(tmp_path: Path,
     err = capsys.readouterr().err
     assert err.startswith("amygdala: error: --replay ") and err.count("\n") == 1 and escaped(err) == []
     assert "pwned" in err
+
+
+def test_the_live_page_sets_text_never_markup() -> None:
+    """``/ui`` shows concept names, the model id and token text from the server: as text (textContent, append,
+    title), never parsed as HTML."""
+    import amygdala.serve
+
+    page = (Path(amygdala.serve.__file__).parent / "ui.html").read_text(encoding="utf-8")
+    assert re.findall(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\.html\(", page) == []
+    assert "textContent" in page
