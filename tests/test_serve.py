@@ -13,11 +13,12 @@ import httpx
 import pytest
 import torch
 
-from amygdala.artifact import ReadoutArtifact
+from amygdala.artifact import ReadoutArtifact, calibration_json
 from amygdala.forward.models import LoadedModel
 from amygdala.readout.attach import read_ids
 from amygdala.serve import Engine, ServeOptions, create_app, serve_in_thread
 from amygdala.serve.client import ReadoutClient, ServerError
+from amygdala.web.payloads import manifest_payload
 
 from readout_helpers import concept_artifact, zscored_by_calibration
 
@@ -62,6 +63,10 @@ def test_manifest_lists_concepts_and_layers(client: ReadoutClient, smol_artifact
     manifest = client.manifest()
     assert manifest["concepts"] == ["joy", "anger", "fear"]
     assert manifest["layers"] == list(smol_artifact.layers)
+    assert manifest == manifest_payload(smol_artifact.concepts, smol_artifact.layers,
+                                        hidden_size=smol_artifact.hidden_size,
+                                        calibration=calibration_json(smol_artifact), zscore=False)
+    assert {"hidden_size", "calibrated", "calibration", "zscore"} <= set(manifest) and manifest["calibrated"]
 
 
 def test_manifest_is_404_without_vectors(bare_url: str) -> None:

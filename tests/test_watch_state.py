@@ -11,10 +11,11 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
+from amygdala.outputs.sanitise import terminal_text
 from amygdala.readout.scale import LayerCalibration
 from amygdala.watch.events import Manifest, Notice, Token, TurnEnd, TurnStart
 from amygdala.watch.state import ViewOptions, WatchState
-from amygdala.watch.view import Controls, printable, render, sparkline
+from amygdala.watch.view import Controls, render, sparkline
 
 CONCEPTS = ("joy", "anger", "fear")
 LAYERS = (3, 14, 9)
@@ -117,4 +118,4 @@ def test_screen_survives_control_characters_and_a_server_without_readout() -> No
     assert "\x07" not in screen and "\x1b[2J" not in screen
     plain = Text.from_ansi(screen).plain
     assert "bad\ufffd[31m\ufffdtext" in plain and "no readout" in plain
-    assert printable("a\tb\nc\x00") == "a\tb\nc\ufffd"
+    assert terminal_text("a\tb\nc\x00") == "a\tb\nc\ufffd"

@@ -18,7 +18,7 @@ from amygdala.extraction.scoring import ExtractOptions
 from amygdala.extraction.sources.graph_file import bundled_sample_path, read_graph_file
 from amygdala.extraction.stage import ExtractResult, extract
 from amygdala.forward.devices import describe, resolve_device, resolve_dtype
-from amygdala.forward.distributed import SINGLE
+from amygdala.forward.launcher import SINGLE
 from amygdala.forward.models import DEFAULT_MODEL, load_model
 from amygdala.pipeline import evaluate_files, train_files
 from amygdala.training.stage import TrainOptions

@@ -33,7 +33,8 @@ from amygdala.evaluation.results import EvalOptions, Evaluation
 from amygdala.evaluation.stage import check_inputs, evaluate
 from amygdala.extraction.examples import Example, read_examples
 from amygdala.forward.devices import describe, resolve_device, resolve_dtype
-from amygdala.forward.distributed import SINGLE, DistributedError, World, barrier, joined, world_from_env
+from amygdala.forward.distributed import barrier, joined
+from amygdala.forward.launcher import SINGLE, DistributedError, World, world_from_env
 from amygdala.forward.models import DEFAULT_MODEL, LoadedModel, load_model
 from amygdala.forward.pooling import Pooling, PoolingError, PoolingSpec
 from amygdala.outputs.atomic import check_output_file, output_lock

@@ -18,6 +18,7 @@ from amygdala.cli.errors import (
     exit_code_of_usage,
     known_message,
     rank_prefix,
+    unexpected_message,
 )
 from amygdala.cli.versions import check_installed_versions
 
@@ -44,7 +45,6 @@ def main(argv: list[str] | None = None) -> int:
         if (message := known_message(exc)) is not None:
             print(f"amygdala: error: {rank_prefix()}{message}", file=sys.stderr)
             return KNOWN_ERROR_EXIT
-        print(f"amygdala: error: {rank_prefix()}unexpected {type(exc).__name__}: {' '.join(str(exc).split())} "
-              "(rerun with --debug for the traceback)", file=sys.stderr)
+        print(f"amygdala: error: {rank_prefix()}{unexpected_message(exc)}", file=sys.stderr)
         return UNEXPECTED_ERROR_EXIT
     return code if isinstance(code, int) else 0

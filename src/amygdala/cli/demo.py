@@ -25,6 +25,7 @@ def demo_command(
 
     from amygdala.demo import DemoOptions, run_demo
     from amygdala.evaluation.report import summary_table
+    from amygdala.outputs.sanitise import terminal_line
     from amygdala.training.stage import TrainOptions
 
     layers = options.parse_target_layers(target_layers)
@@ -36,7 +37,7 @@ def demo_command(
         result = run_demo(demo)
     record = result.artifact.record
     assert record is not None  # train always records how it trained
-    typer.echo(f"concepts ({len(result.artifact.concepts)}): {', '.join(result.artifact.concepts)}")
+    typer.echo(f"concepts ({len(result.artifact.concepts)}): {terminal_line(', '.join(result.artifact.concepts))}")
     typer.echo(f"layers: {list(result.artifact.layers)}  pooling: {record.pooling.pooling}  method: {record.method}  "
                f"unique texts: {record.n_unique_texts}  device: {result.device} ({record.forward_dtype})")
     typer.echo("time: " + ", ".join(f"{stage} {value:.1f} s" for stage, value in result.seconds.items()))

@@ -23,6 +23,8 @@ import click
 import typer
 
 from amygdala.errors import AmygdalaError
+from amygdala.forward.launcher import world_or_single
+from amygdala.outputs.sanitise import terminal_line
 
 KNOWN_ERROR_EXIT = 2
 UNEXPECTED_ERROR_EXIT = 1
@@ -39,8 +41,15 @@ ERROR_TABLE: tuple[tuple[type[BaseException], Callable[[BaseException], str]], .
 
 
 def known_message(exc: BaseException) -> str | None:
-    """The one-line message of a known error, or None for an unexpected one."""
-    return next((render(exc) for kind, render in ERROR_TABLE if isinstance(exc, kind)), None)
+    """The one-line message of a known error, or None for an unexpected one. Sanitised for the terminal
+    (``outputs.sanitise.terminal_line``): it may quote a manifest's names or a server's answer."""
+    return next((terminal_line(render(exc)) for kind, render in ERROR_TABLE if isinstance(exc, kind)), None)
+
+
+def unexpected_message(exc: BaseException) -> str:
+    """The one line naming a bug: its type and message (sanitised, whitespace folded), and how to see more."""
+    return (f"unexpected {type(exc).__name__}: {terminal_line(' '.join(str(exc).split()))} "
+            "(rerun with --debug for the traceback)")
 
 
 def exit_code_of_usage(exc: BaseException) -> int | None:
@@ -55,6 +64,6 @@ def exit_code_of_usage(exc: BaseException) -> int | None:
 
 
 def rank_prefix(environ: Mapping[str, str] = os.environ) -> str:
-    """``[rank 1 of 2] `` in a process a launcher started (``RANK``, ``WORLD_SIZE``), else empty."""
-    rank, size = environ.get("RANK", ""), environ.get("WORLD_SIZE", "")
-    return f"[rank {rank} of {size}] " if rank.isdigit() and size.isdigit() and int(size) > 1 else ""
+    """``[rank 1 of 2] `` in a process a launcher started (``launcher.world_or_single``), else empty."""
+    world = world_or_single(environ)
+    return f"[{world.describe()}] " if world.is_parallel else ""

@@ -37,6 +37,7 @@ def eval_command(
 
     from amygdala.evaluation.report import check_lines, crossval_table, curve_table, summary_table
     from amygdala.evaluation.results import EvalOptions
+    from amygdala.outputs.sanitise import terminal_line
     from amygdala.pipeline import evaluate_files
 
     if fail_under is not None and not 0 <= fail_under <= 1:
@@ -59,7 +60,7 @@ def eval_command(
         if crossval is not None:
             console.print(crossval_table(crossval))
         for line in check_lines(run.evaluation):
-            typer.echo(line)
+            typer.echo(terminal_line(line))
         typer.echo(f"report: {run.html_path}\njson:   {run.json_path}  (pooled on {run.device})")
         if failed:
             typer.echo(f"amygdala: mean {gated} AUROC {mean_auroc:.3f} at layers {list(run.artifact.layers)} is "

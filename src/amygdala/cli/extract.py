@@ -30,6 +30,9 @@ _MEMORY_COMMAND = typer.Option(None, "--memory-mcp-command", help="Command start
 def _print_tag_table(survey: TagSurvey, options: _ExtractOptions) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from amygdala.outputs.sanitise import terminal_line
 
     graph = survey.graph
     table = Table(title=f"{len(survey.tags)} tags in {survey.source} ({len(graph.nodes)} usable of {graph.n_nodes} "
@@ -39,17 +42,19 @@ def _print_tag_table(survey: TagSurvey, options: _ExtractOptions) -> None:
     for column in ("tag", "nodes", "positives", "mean", "picked", "171 list"):
         table.add_column(column, justify="left" if column in ("tag", "171 list") else "right", no_wrap=True)
     for row in survey.tags:
-        table.add_row(row.name, str(row.tagged), str(row.positives), f"{row.mean_score:.2f}",
-                      "yes" if row.positives >= options.min_positives else "", row.cluster or "-")
+        table.add_row(Text(terminal_line(row.name)), str(row.tagged), str(row.positives), f"{row.mean_score:.2f}",
+                      "yes" if row.positives >= options.min_positives else "", Text(terminal_line(row.cluster or "-")))
     Console().print(table)
 
 
 def _print_extract_summary(result: ExtractResult) -> None:
+    from amygdala.outputs.sanitise import terminal_line
+
     selection = result.selection
     counts = selection.counts()
     for emotion in selection.emotions:
         pos, neg = counts[emotion]["positive"], counts[emotion]["negative"]
-        print(f"  {emotion:<16} positive {pos['train']:>4} train {pos['heldout']:>4} heldout   "
+        print(f"  {terminal_line(emotion):<16} positive {pos['train']:>4} train {pos['heldout']:>4} heldout   "
               f"negative {neg['train']:>4} train {neg['heldout']:>4} heldout")
     graph, log = selection.graph, selection.log
     if log is not None and (log.superseded or log.deleted):
@@ -137,13 +142,11 @@ def memory_serve(
 ) -> None:
     """Serve a graph file as an MCP memory server (read_graph, list_nodes) over streamable HTTP: its current nodes
     (a versioned log is resolved first)."""
-    import os
-
     from amygdala.extraction.memory_server import MCP_PATH, check_serving, serve_memory
     from amygdala.extraction.sources import MemorySource, read_memory
+    from amygdala.web.auth import requested_key
 
-    if api_key is None:  # click treats an empty environment variable as unset; an empty key is still a mistake
-        api_key = os.environ.get("AMYGDALA_API_KEY")
+    api_key = requested_key(api_key)
     check_serving(host, port, api_key)
     memory = read_memory(MemorySource(file))
     log = memory.counts

@@ -105,9 +105,9 @@ def parse_names(value: str | None) -> tuple[str, ...] | None:
 
 def is_main_rank() -> bool:
     """False in the ranks > 0 of a torchrun / accelerate launch (they draw no progress bars, print no summary)."""
-    import os
+    from amygdala.forward.launcher import world_or_single
 
-    return os.environ.get("RANK", "0") in ("", "0")
+    return world_or_single().is_main
 
 
 #: ``amygdala bench <command>`` -> the installed module whose ``main(argv) -> int`` runs it.

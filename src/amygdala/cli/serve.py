@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 
 from amygdala.cli import options
 from amygdala.cli.app import app
-
-
-def _api_key(given: str | None) -> str | None:
-    """The key to require: ``--api-key`` or ``AMYGDALA_API_KEY``; an empty one is refused, never served open."""
-    key = given if given is not None else os.environ.get("AMYGDALA_API_KEY")  # click treats "" as unset
-    if key is not None and not key.strip():
-        raise typer.BadParameter("the API key is empty: give a non-empty key or unset AMYGDALA_API_KEY",
-                                 param_hint="--api-key")
-    return key
 
 
 @app.command("serve")
@@ -27,7 +17,7 @@ def serve_command(
     model: str = options.MODEL,
     dtype: str | None = options.FORWARD_DTYPE,
     device: str | None = options.DEVICE,
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default; another needs --api-key)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     api_key: str | None = typer.Option(None, "--api-key", envvar="AMYGDALA_API_KEY", help="Require 'Authorization: Bearer <key>' (env AMYGDALA_API_KEY)."),
     served_model_name: str | None = typer.Option(None, "--served-model-name", help="Model id in /v1/models and responses (default: --model)."),
@@ -41,15 +31,18 @@ def serve_command(
 ) -> None:
     """OpenAI-compatible server (/v1/completions, /v1/chat/completions) streaming per-token readouts."""
     from amygdala.serve import ServeOptions
-    from amygdala.serve.run import check_address, serve_model
+    from amygdala.serve.run import check_address, check_serve_access, serve_model
+    from amygdala.web.auth import requested_key
 
     check_address(host, port)  # before anything else: a busy port is the first thing to hear about
+    api_key = requested_key(api_key)
+    check_serve_access(host, api_key)  # an empty key, or no key off loopback: refused, as on memory-serve
     readout = options.readout_options(False, steer, steer_layer)
     if readout.steer and vectors is None:
         raise typer.BadParameter("steering needs --vectors", param_hint="--steer")
     if min(max_tokens, max_prompt_tokens, max_choices, max_queue) < 1:
         raise typer.BadParameter("--max-tokens, --max-prompt-tokens, --max-choices and --max-queue must be at least 1")
-    serve_options = ServeOptions(model_name=served_model_name or model, api_key=_api_key(api_key),
+    serve_options = ServeOptions(model_name=served_model_name or model, api_key=api_key,
                                  max_prompt_tokens=max_prompt_tokens, max_tokens=max_tokens,
                                  default_max_tokens=min(16, max_tokens), max_choices=max_choices,
                                  steer=readout.steer, steer_layers=readout.steer_layers, ui=ui,

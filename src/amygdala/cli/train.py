@@ -9,6 +9,7 @@ import typer
 
 from amygdala.cli import options
 from amygdala.cli.app import app, bench_app
+from amygdala.outputs.sanitise import terminal_line
 
 if TYPE_CHECKING:
     from amygdala.pipeline import TrainRun
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 def _summary(run: TrainRun) -> str:
     artifact, record = run.artifact, run.artifact.record
     assert record is not None  # train always records how it trained
-    counts = ", ".join(f"{concept} {positive}/{negative}" for concept, (positive, negative) in record.counts.items())
+    counts = ", ".join(f"{terminal_line(concept)} {positive}/{negative}" for concept, (positive, negative) in record.counts.items())
     lines = [f"trained {len(artifact.concepts)} concepts x {len(artifact.layers)} layers {list(artifact.layers)} "
              f"on {record.n_unique_texts} unique texts in {run.seconds:.1f} s "
              f"({record.method}, {record.pooling.pooling} pooling, {record.forward_dtype} forward on {run.device}"

@@ -31,6 +31,7 @@ def watch_command(
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for the server on each read."),
 ) -> None:
     """Watch, token by token, which concepts the model is processing: keys [ ] layer, z z-score/raw, p pause, q quit."""
+    from amygdala.outputs.sanitise import terminal_line
     from amygdala.watch import LiveOptions, ViewOptions, WatchOptions, run_watch
 
     if api_key is None:  # click treats an empty environment variable as unset
@@ -47,5 +48,5 @@ def watch_command(
     if outcome.interrupted:
         raise typer.Exit(130)
     if outcome.errors and once:  # a script learns that the session it drew did not go through
-        typer.echo(f"amygdala: error: {outcome.errors[-1]}", err=True)
+        typer.echo(f"amygdala: error: {terminal_line(outcome.errors[-1])}", err=True)
         raise typer.Exit(1)

@@ -63,7 +63,8 @@ from amygdala.evaluation.results import (
 from amygdala.evaluation.valence import RatedSentences, ValenceCheck, rated_sentences, valence_check
 from amygdala.extraction.examples import Example
 from amygdala.forward.activation_cache import ActivationCache
-from amygdala.forward.distributed import SINGLE, World, check_same_inputs
+from amygdala.forward.distributed import check_same_inputs
+from amygdala.forward.launcher import SINGLE, World
 from amygdala.forward.models import LoadedModel
 from amygdala.forward.pooled import pool_texts
 from amygdala.readout.attach import read_text, warn_if_other_model

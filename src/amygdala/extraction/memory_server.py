@@ -13,7 +13,8 @@ Tools (read-only; the server serves only the file it was started with, read once
 
 Safe defaults (``serve_memory``): it binds loopback unless told; with an API key every request needs
 ``Authorization: Bearer <key>`` (401 otherwise, checked before anything else); a non-loopback bind without a key is
-refused, since anyone who can reach it could read the whole graph. ``Host`` and ``Origin`` are checked on every
+refused, since anyone who can reach it could read the whole graph (``web.auth.check_access``, the rule of every
+amygdala server). ``Host`` and ``Origin`` are checked on every
 bind address against an allow-list (DNS rebinding: 421 / 403): loopback names, the bound address, and whatever
 ``allowed_hosts`` / ``allowed_origins`` add (e.g. the public name clients use).
 """
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from typing_extensions import TypedDict  # pydantic needs it for output schemas on Python < 3.12
 
 from amygdala.extraction.sources import MemoryNode, SourceError
-from amygdala.web.auth import BearerAuth, is_loopback
+from amygdala.web.auth import BearerAuth, check_access, is_loopback
 from amygdala.web.ports import bind_error
 
 if TYPE_CHECKING:
@@ -141,10 +142,7 @@ def memory_app(nodes: list[MemoryNode], *, host: str = "127.0.0.1", api_key: str
     app = build_memory_server(nodes).streamable_http_app(
         streamable_http_path=MCP_PATH, host=host,
         transport_security=transport_security(host, allowed_hosts, allowed_origins))
-    if api_key is None:
-        return app
-    return BearerAuth(app, api_key, {"error": {"code": "invalid_api_key", "message": (
-        "missing or wrong API key: send 'Authorization: Bearer <key>'")}})
+    return app if api_key is None else BearerAuth(app, api_key)
 
 
 def serve_memory(nodes: list[MemoryNode], host: str = "127.0.0.1", port: int = 7777, *, api_key: str | None = None,
@@ -159,15 +157,11 @@ def serve_memory(nodes: list[MemoryNode], host: str = "127.0.0.1", port: int = 7
 
 
 def check_serving(host: str, port: int, api_key: str | None) -> None:
-    """Refuse (``SourceError``) a port that is not one or is busy, an empty key, and a non-loopback ``host``
-    without ``api_key``: before anything is read or bound."""
+    """Refuse a port that is not one or is busy (``SourceError``), and what every server's key rule refuses
+    (``web.auth.check_access``: an empty key, a non-loopback ``host`` without one): before anything is read."""
     if not 0 < port < 65536:
         raise SourceError(f"port {port} is not a TCP port: choose one within 1-65535")
-    if api_key is not None and not api_key.strip():
-        raise SourceError("the API key is empty: give a non-empty --api-key or unset AMYGDALA_API_KEY")
-    if api_key is None and not is_loopback(host):
-        raise SourceError(f"memory-serve on {host} without an API key would let anyone who can reach it read the "
-                          f"whole memory graph: set --api-key (or AMYGDALA_API_KEY), or bind 127.0.0.1")
+    check_access(host, api_key, server="memory-serve", exposes="read the whole memory graph")
     check_port_free(host, port)
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 
 from amygdala.errors import AmygdalaError
-from amygdala.forward.distributed import SINGLE, World, rank_device
+from amygdala.forward.distributed import rank_device
+from amygdala.forward.launcher import SINGLE, World
 from amygdala.forward.models import DtypeName, canonical_dtype
 
 

@@ -1,11 +1,12 @@
 """Data parallelism over torch.distributed: one process per device, launched by ``torchrun`` or ``accelerate launch``.
 
 ``torchrun --standalone --nproc-per-node N --no-python amygdala train ...`` starts N copies of the command with
-``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` set (``accelerate launch`` sets the same). Each rank loads the model
-on its own device (``cuda:LOCAL_RANK``, or the CPU), forwards a disjoint shard of the unique texts (every N-th
-forward batch of the single-process plan, so each rank forwards exactly the batches a single process would),
-and the ranks then sum their statistics with ``all_gather`` in rank order 0, 1, ..., N-1: a fixed order, so a
-rerun gives the same bits. The backend is NCCL on GPUs and gloo on CPUs. Only rank 0 writes files.
+``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` set (``accelerate launch`` sets the same; ``launcher.world_from_env``
+reads them). Each rank loads the model on its own device (``cuda:LOCAL_RANK``, or the CPU), forwards a disjoint
+shard of the unique texts (every N-th forward batch of the single-process plan, so each rank forwards exactly the
+batches a single process would), and the ranks then sum their statistics with ``all_gather`` in rank order 0, 1,
+..., N-1: a fixed order, so a rerun gives the same bits. The backend is NCCL on GPUs and gloo on CPUs. Only rank 0
+writes files.
 
 A rank that fails exits non-zero; torchrun then stops the others, which are waiting in a collective, so the run
 fails as a whole and rank 0 never writes an artifact.
@@ -15,66 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
-from amygdala.errors import AmygdalaError
+from amygdala.forward.launcher import SINGLE, DistributedError, World, world_from_env
 
-T = TypeVar("T")
 _CHUNK_BYTES = 64 << 20  # all_gather holds world_size chunks of this size at once, whatever the tensor's size
-
-
-class DistributedError(AmygdalaError):
-    """The ranks of a data-parallel run disagree, or the launch environment is unusable."""
-
-
-@dataclass(frozen=True)
-class World:
-    """This process's place in a data-parallel run; the default is a single process."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_parallel(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        """Rank 0: the one that writes artifacts and reports."""
-        return self.rank == 0
-
-    def describe(self) -> str:
-        return f"rank {self.rank} of {self.world_size}" if self.is_parallel else "single process"
-
-    def shard(self, batches: Sequence[T]) -> list[T]:
-        """This rank's share of the planned forward batches: every ``world_size``-th, from ``rank``."""
-        return list(batches[self.rank::self.world_size])
-
-
-SINGLE = World()
-
-
-def world_from_env(environ: Mapping[str, str] = os.environ) -> World:
-    """The ``World`` a launcher (torchrun, accelerate launch) describes in the environment; single otherwise."""
-    names = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
-    try:
-        rank, size, local = (int(environ.get(name, default)) for name, default in zip(names, ("0", "1", "0")))
-    except ValueError:
-        raise DistributedError(f"launcher variables {', '.join(f'{n}={environ.get(n)!r}' for n in names)} "
-                               "must be integers") from None
-    if size < 1 or not 0 <= rank < size or local < 0:
-        raise DistributedError(f"launcher variables RANK={rank}, WORLD_SIZE={size}, LOCAL_RANK={local} are "
-                               "inconsistent: launch with torchrun or accelerate launch")
-    return World(rank, size, local)
 
 
 def rank_device(world: World, device: torch.device) -> torch.device:
@@ -168,3 +119,7 @@ def check_same_inputs(world: World, what: str, fields: Mapping[str, object]) -> 
     if differ:
         raise DistributedError(f"rank(s) {differ} were given other {what} than rank 0: every rank must run the same "
                                "command on the same files")
+
+
+__all__ = ["SINGLE", "DistributedError", "World", "barrier", "check_same_inputs", "join", "joined", "leave",
+           "rank_device", "sum_in_rank_order", "world_from_env"]

@@ -17,7 +17,8 @@ from tqdm import tqdm
 from amygdala.forward.activation_cache import ActivationCache, CacheKey, CacheWriter, text_sha256
 from amygdala.forward.batching import Batching, plan_batches
 from amygdala.forward.capture import batch_inputs, capture_residuals, check_layers, encode_texts, truncated_forward
-from amygdala.forward.distributed import SINGLE, World, sum_in_rank_order
+from amygdala.forward.distributed import sum_in_rank_order
+from amygdala.forward.launcher import SINGLE, World
 from amygdala.forward.models import LoadedModel, check_context_length
 from amygdala.forward.pooling import POOLINGS, PoolingError, PoolingSpec, check_pooled_tokens
 

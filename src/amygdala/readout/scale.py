@@ -18,13 +18,13 @@ view. Standard library only: the watch client and the report run without torch.
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from amygdala.errors import AmygdalaError
+from amygdala.outputs.sanitise import html_text
 
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#469990",
            "#9a6324", "#800000", "#808000", "#000075", "#fabed4", "#dcbeff", "#aaffc3")
@@ -186,8 +186,8 @@ def token_style(concept: int, strength: float) -> str:
 
 def token_span(text: str, colour: str, strength: float, title: str) -> str:
     """One token as HTML: ``text`` on ``colour`` at ``strength``'s alpha, ``title`` on hover (both escaped)."""
-    return (f'<span style="background:{colour}{alpha_hex(strength)}" title="{html.escape(title)}">'
-            f"{html.escape(text)}</span>")
+    return (f'<span style="background:{colour}{alpha_hex(strength)}" title="{html_text(title)}">'
+            f"{html_text(text)}</span>")
 
 
 def page_constants() -> dict[str, Any]:

@@ -8,7 +8,6 @@ quantile of the text's top readouts, so the first token's outlier norm does not 
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from amygdala.artifact import ReadoutArtifact
 from amygdala.errors import AmygdalaError, listed
 from amygdala.forward.pooling import PoolingSpec, pool_readout
 from amygdala.outputs.atomic import atomic_write_bytes
+from amygdala.outputs.sanitise import html_text, terminal_line, terminal_text
 from amygdala.readout.projection import LayerCombine, TextReadout, combine_layers
 from amygdala.readout.scale import colour_strength, concept_colour, strength_reference, token_span, token_style
 
@@ -107,14 +107,15 @@ def _tops(readout: TextReadout, layers: Sequence[int], layer: int | None, zscore
 
 def terminal_view(item: InputText, readout: TextReadout, artifact: ReadoutArtifact, *, layer: int | None = None,
                   zscore: bool = False) -> Text:
-    """``id: tokens`` with each token coloured by its top concept (bold when strong, dim when not positive)."""
+    """``id: tokens`` with each token coloured by its top concept (bold when strong, dim when not positive); ids,
+    tokens and concept names pass ``outputs.sanitise`` (a model, an input file or a manifest may hold any text)."""
     index, strength = _tops(readout, artifact.layers, layer, zscore)
-    view = Text(f"{item.id}: ", style="bold")
+    view = Text(f"{terminal_line(item.id)}: ", style="bold")
     for token, concept, level in zip(readout.tokens, index, strength):
-        view.append(token, style=token_style(concept, level))
+        view.append(terminal_text(token), style=token_style(concept, level))
     view.append("\n  ")
     for concept in sorted(set(index))[:12]:
-        view.append(artifact.concepts[concept], style=concept_colour(concept))
+        view.append(terminal_line(artifact.concepts[concept]), style=concept_colour(concept))
         view.append("  ")
     return view
 
@@ -134,8 +135,8 @@ def html_page(entries: Sequence[tuple[InputText, TextReadout]], artifact: Readou
             pairs = zip(top.values.tolist(), top.indices.tolist())
             tip = ", ".join(f"{artifact.concepts[c]} {v:.2f}" for v, c in pairs)
             spans.append(token_span(token, concept_colour(index[t]), strength[t], tip))
-        blocks.append(f"<h3>{html.escape(str(item.id))}</h3><p class=t>{''.join(spans)}</p>")
-    legend = " ".join(f'<span style="background:{concept_colour(c)}aa">{html.escape(name)}</span>'
+        blocks.append(f"<h3>{html_text(item.id)}</h3><p class=t>{''.join(spans)}</p>")
+    legend = " ".join(f'<span style="background:{concept_colour(c)}aa">{html_text(name)}</span>'
                       for c, name in enumerate(artifact.concepts[:64]))
     return ("<!doctype html><meta charset=utf-8><title>amygdala readout</title><style>body{font-family:sans-serif;"
             "max-width:60em;margin:2em auto}.t{white-space:pre-wrap;font-family:monospace;line-height:1.8}"

@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,13 +29,14 @@ from amygdala.serve.engine import Emit, Engine, GenerationJob, QueueFullError, S
 from amygdala.serve.jobs import chat_jobs, completion_jobs
 from amygdala.serve.replies import Kind, Reply, sse_line, strict_json
 from amygdala.serve.schemas import APIError, ChatCompletionRequest, CompletionRequest, parse_request
-from amygdala.web.auth import BearerAuth, key_matches
+from amygdala.web.auth import UNAUTHORIZED_MESSAGE, BearerAuth, key_matches
+from amygdala.web.payloads import NO_READOUT_CODE, manifest_payload
 
 logger = logging.getLogger(__name__)
 
 
 def _unauthorized() -> APIError:
-    return APIError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'", code="invalid_api_key")
+    return APIError(401, UNAUTHORIZED_MESSAGE, code="invalid_api_key")  # the body of ``unauthorized_body()``
 
 
 def _key_check(api_key: str | None) -> Callable[[str | None], Awaitable[None]]:
@@ -60,14 +61,14 @@ def create_app(engine: Engine, options: ServeOptions) -> FastAPI:
     app = FastAPI(title="amygdala", lifespan=lifespan)
     app.add_middleware(_BodyLimit, limit=options.request_byte_limit())
     if options.api_key is not None:  # added last, so it runs first: before the body limit and any parsing
-        app.add_middleware(BearerAuth, api_key=options.api_key, body=_unauthorized().body(),
+        app.add_middleware(BearerAuth, api_key=options.api_key,
                            open_paths=frozenset({"/ui"}) if options.ui else frozenset())
     app.add_exception_handler(APIError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     router = APIRouter(prefix="/v1")
-    router.add_api_route("/models", lambda: _models(options), methods=["GET"])
+    router.add_api_route("/models", lambda: _json(_models(options)), methods=["GET"])
     router.add_api_route("/readout/manifest", lambda: _manifest(engine), methods=["GET"])
 
     @router.post("/completions", openapi_extra=_request_schema(CompletionRequest))
@@ -108,7 +109,7 @@ class _BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         if scope["type"] == "http" and declared.isdigit() and int(declared) > self.limit:
             error = self._error(declared.decode())
-            return await JSONResponse(error.body(), status_code=error.status)(scope, receive, send)
+            return await _json(error.body(), error.status)(scope, receive, send)
         received = 0
 
         async def counted() -> Message:
@@ -122,35 +123,39 @@ class _BodyLimit:
         await self.app(scope, counted if scope["type"] == "http" else receive, send)
 
 
-async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+def _json(payload: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """Every JSON answer of this app, encoded by ``web.payloads.strict_json`` (non-finite numbers as null)."""
+    return Response(strict_json(payload), status_code=status, headers=headers, media_type="application/json")
+
+
+async def _api_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+    return _json(exc.body(), exc.status, exc.headers)
 
 
-async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected_error(_request: Request, exc: Exception) -> Response:
     """A bug, not the request's fault: logged with its traceback, answered in the OpenAI shape (never plain text)."""
     logger.error("unexpected error", exc_info=exc)
     error = APIError(500, f"internal error ({type(exc).__name__}); see the server log", kind="server_error")
-    return JSONResponse(error.body(), status_code=500)
+    return _json(error.body(), 500)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(_request: Request, exc: Exception) -> Response:
     """Unknown routes and methods answer in the OpenAI error shape too."""
     assert isinstance(exc, StarletteHTTPException)
     kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
     code = "request_too_large" if exc.status_code == 413 else None
-    return JSONResponse(APIError(exc.status_code, str(exc.detail), kind=kind, code=code).body(),
-                        status_code=exc.status_code)
+    return _json(APIError(exc.status_code, str(exc.detail), kind=kind, code=code).body(), exc.status_code)
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(_request: Request, exc: Exception) -> Response:
     """FastAPI's 422 becomes OpenAI's 400, naming the first bad field."""
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     parts = [f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg', 'invalid')}" for e in errors]
     first = errors[0].get("loc", ()) if errors else ()
     param = ".".join(str(p) for p in first[1:]) or None
-    return JSONResponse(APIError(400, "; ".join(parts), param=param, code="invalid_value").body(), status_code=400)
+    return _json(APIError(400, "; ".join(parts), param=param, code="invalid_value").body(), 400)
 
 
 def _models(options: ServeOptions) -> dict[str, Any]:
@@ -158,16 +163,14 @@ def _models(options: ServeOptions) -> dict[str, Any]:
                                         "owned_by": "amygdala"}]}
 
 
-def _manifest(engine: Engine) -> dict[str, Any]:
+def _manifest(engine: Engine) -> Response:
+    """``web.payloads.manifest_payload`` of the served artifact; readouts are raw unless a request asks for z."""
     if engine.artifact is None:
         raise APIError(404, "this server was started without vectors: pass --vectors to read out",
-                       code="no_readout", kind="not_found_error")
+                       code=NO_READOUT_CODE, kind="not_found_error")
     artifact = engine.artifact
-    manifest = {"concepts": list(artifact.concepts), "layers": list(artifact.layers),
-                "hidden_size": artifact.hidden_size, "calibrated": artifact.calibration is not None}
-    if (calibration := calibration_json(artifact)) is not None:  # lets a client z-score raw readouts itself
-        manifest["calibration"] = calibration
-    return manifest
+    return _json(manifest_payload(artifact.concepts, artifact.layers, hidden_size=artifact.hidden_size,
+                                  calibration=calibration_json(artifact), zscore=False))
 
 
 class _Submitted:
@@ -240,7 +243,7 @@ async def _answer(kind: Kind, jobs: list[GenerationJob], body: CompletionRequest
     if consumer.cancelled():
         return Response(status_code=499)
     consumer.result()
-    return Response(strict_json(reply.response(results)), media_type="application/json")
+    return _json(reply.response(results))
 
 
 async def _disconnected(request: Request) -> None:

@@ -3,19 +3,18 @@
 Every chunk of a stream carries exactly one generated token: its text delta (possibly ``""`` while a stop string
 may be forming), ``token_id`` and ``readout`` (``[n_layers][n_concepts]``, from the forward pass that sampled it).
 A non-streaming choice carries ``token_ids`` and ``readout`` (one ``[n_layers][n_concepts]`` per token).
-Strict JSON (RFC 8259): a non-finite readout value (e.g. an fp16 overflow, or a z-score over a tiny std) is sent
-as ``null``, never as the invalid ``NaN``/``Infinity`` that ``json.dumps`` writes by default.
+Encoded with ``web.payloads.strict_json`` / ``sse_line`` (re-exported here): a non-finite readout value (e.g. an
+fp16 overflow, or a z-score over a tiny std) is sent as ``null``, never as the invalid ``NaN``/``Infinity``.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import time
 import uuid
 from typing import Any, Literal
 
 from amygdala.readout.generation import GenerationStep
+from amygdala.web.payloads import sse_line, strict_json
 
 Kind = Literal["completion", "chat"]
 
@@ -66,24 +65,4 @@ class Reply:
         return body
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with every NaN or infinity replaced by None (JSON ``null``)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
-    return value
-
-
-def strict_json(payload: dict[str, Any]) -> str:
-    """Strict JSON (RFC 8259): a non-finite number becomes ``null`` instead of the invalid ``NaN``/``Infinity``."""
-    try:
-        return json.dumps(payload, allow_nan=False)
-    except ValueError:
-        return json.dumps(_finite(payload), allow_nan=False)
-
-
-def sse_line(payload: dict[str, Any] | str) -> str:
-    return f"data: {payload if isinstance(payload, str) else strict_json(payload)}\n\n"
+__all__ = ["Kind", "Reply", "sse_line", "strict_json"]

@@ -12,8 +12,9 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from amygdala.errors import AmygdalaError
+from amygdala.outputs.sanitise import terminal_line
 from amygdala.serve.engine import ServeOptions
-from amygdala.web.auth import is_loopback
+from amygdala.web.auth import check_access
 from amygdala.web.ports import bind_error
 
 logger = logging.getLogger(__name__)
@@ -32,21 +33,28 @@ def check_address(host: str, port: int) -> None:
                                 f"--port, or stop the process using it")
 
 
+def check_serve_access(host: str, api_key: str | None) -> None:
+    """``amygdala serve``'s side of every server's key rule (``web.auth.check_access``): no empty key, and no
+    open server off loopback."""
+    check_access(host, api_key, server="serve", exposes="use the model")
+
+
 def serve_forever(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000, open_access: bool = False,
                   log_level: str = "info") -> None:
-    """Serve until interrupted. ``open_access`` (no API key) on a non-loopback host is logged as a warning."""
+    """Serve until interrupted. ``open_access`` (an app without an API key) is refused off loopback
+    (``AccessError``), as on every amygdala server."""
     import uvicorn
 
     check_address(host, port)
-    if open_access and not is_loopback(host):
-        logger.warning("serving on %s without an API key: anyone who can reach it can use the model", host)
+    if open_access:
+        check_serve_access(host, None)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 
 def serve_model(model: str, vectors: Path | None, options: ServeOptions, *, manifest: Path | None = None,
                 dtype: str | None = None, device: str | None = None, host: str = "127.0.0.1", port: int = 8000,
                 announce: Callable[[str], None] = logger.info) -> None:
-    """``amygdala serve``: check the address and the artifact before loading the model, then serve until
+    """``amygdala serve``: check the address, the key rule and the artifact before loading the model, then serve until
     interrupted; ``announce`` gets one line saying what is served where."""
     from amygdala.artifact import load_artifact
     from amygdala.forward.devices import describe, resolve_device, resolve_dtype
@@ -56,13 +64,15 @@ def serve_model(model: str, vectors: Path | None, options: ServeOptions, *, mani
     from amygdala.serve.engine import Engine
 
     check_address(host, port)  # before loading anything: a busy port is a one-line error, not uvicorn's log
+    check_serve_access(host, options.api_key)
     artifact = load_artifact(vectors, manifest) if vectors is not None else None
     if artifact is not None:
         check_options(artifact, ReadoutOptions(steer=options.steer, steer_layers=options.steer_layers))
     target = resolve_device(device)
     loaded = load_model(model, dtype=resolve_dtype(dtype, target), device=str(target))
     engine = Engine(loaded, artifact, max_queued_jobs=options.max_queued_jobs)  # refuses a misfit, before binding
-    announce(f"serving {loaded.model_id} ({loaded.dtype} on {describe(target)}) as {options.model_name!r} on "
+    announce(f"serving {terminal_line(loaded.model_id)} ({loaded.dtype} on {describe(target)}) as "
+             f"{terminal_line(repr(options.model_name))} on "
              f"http://{host}:{port}/v1 "
              + (f"with {len(artifact.concepts)} concepts x layers {list(artifact.layers)}" if artifact
                 else "without vectors (no readout)")

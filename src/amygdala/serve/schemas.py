@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from amygdala.readout.projection import MAX_STEER_ALPHA
+from amygdala.web.payloads import error_body
 
 #: Fields amygdala does not implement, with the value meaning "not used"; any other value is a 400.
 UNSUPPORTED: dict[str, Any] = {
@@ -39,7 +40,7 @@ class APIError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+        return error_body(self.message, kind=self.kind, param=self.param, code=self.code)
 
 
 class StreamOptions(BaseModel):

@@ -27,7 +27,7 @@ from amygdala.artifact import LayerCurve
 from amygdala.errors import AmygdalaError
 from amygdala.evaluation.metrics import separation
 from amygdala.forward.activation_cache import ActivationCache
-from amygdala.forward.distributed import SINGLE, World
+from amygdala.forward.launcher import SINGLE, World
 from amygdala.forward.models import LoadedModel
 from amygdala.forward.pooled import pool_texts
 from amygdala.forward.pooling import PoolingSpec

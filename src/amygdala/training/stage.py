@@ -29,7 +29,8 @@ from amygdala.errors import AmygdalaError
 from amygdala.extraction.examples import Example
 from amygdala.forward.activation_cache import ActivationCache
 from amygdala.forward.batching import Batching
-from amygdala.forward.distributed import SINGLE, World, check_same_inputs, sum_in_rank_order
+from amygdala.forward.distributed import check_same_inputs, sum_in_rank_order
+from amygdala.forward.launcher import SINGLE, World
 from amygdala.forward.models import DtypeName, LoadedModel, canonical_dtype
 from amygdala.forward.pooled import iter_pooled
 from amygdala.forward.pooling import PoolingSpec

@@ -1,10 +1,12 @@
 """The watch screen, drawn with rich: a header (source; layer, z-score state, tokens/s), the text with each token
 coloured by its top concept at the selected layer, a side panel of the top-K concepts by |value| with a sparkline
-each, and a footer with the latest notices and the keys (or the message being typed)."""
+each, and a footer with the latest notices and the keys (or the message being typed).
+
+Every string from the server or the recording (concept names, prompts, token text, finish reasons, notices that
+quote a server's error) goes through ``outputs.sanitise`` here, and into a rich ``Text`` (no markup parsed)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from rich.console import Console, Group
@@ -13,11 +15,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from amygdala.outputs.sanitise import terminal_line, terminal_text
 from amygdala.readout.scale import Z_FULL, concept_colour, token_style
 from amygdala.watch.state import ConceptTrace, WatchState
 
 BLOCKS = "▁▂▃▄▅▆▇█"
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _NOTICE_STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 HEADER_LINES, FOOTER_LINES = 2, 3
 
@@ -35,11 +37,6 @@ class Controls:
     typing: str | None = None
 
 
-def printable(text: str) -> str:
-    """A token's text without terminal control characters (a model may emit any byte)."""
-    return _CONTROL.sub("\ufffd", text)
-
-
 def sparkline(values: tuple[float | None, ...], low: float, high: float) -> str:
     """One block per value, ``low`` .. ``high`` mapped onto eight heights; a blank where a readout is missing."""
     span = high - low if high > low else 1.0
@@ -48,10 +45,10 @@ def sparkline(values: tuple[float | None, ...], low: float, high: float) -> str:
 
 def _turn_heading(prompt: str, kind: str) -> tuple[str, str]:
     if kind == "chat":
-        return f"› {printable(prompt)}\n", "bold"
+        return f"› {terminal_text(prompt)}\n", "bold"
     if kind == "completion":
-        return printable(prompt), "dim italic"
-    return f"#{printable(prompt)}: ", "bold"
+        return terminal_text(prompt), "dim italic"
+    return f"#{terminal_text(prompt)}: ", "bold"
 
 
 def text_body(state: WatchState) -> Text:
@@ -62,7 +59,7 @@ def text_body(state: WatchState) -> Text:
             turn = token.turn
             heading, style = _turn_heading(*state.prompts.get(turn, ("", "text")))
             text.append(("\n\n" if text else "") + heading, style=style)
-        text.append(printable(token.text), style=token_style(*top) if top else "")
+        text.append(terminal_text(token.text), style=token_style(*top) if top else "")
     latest = max(state.prompts, default=None)
     if latest is not None and latest != turn and (not state.tokens or latest > state.tokens[-1].turn):
         heading, style = _turn_heading(*state.prompts[latest])
@@ -88,7 +85,7 @@ def _status(state: WatchState, controls: Controls) -> Text:
     elif state.streaming:
         parts.append("streaming")
     elif state.prompts:  # no finish reason: the answer was cut or refused (a notice says which), or never said
-        parts.append(f"done ({state.finish_reason})" if state.finish_reason else "ended")
+        parts.append(f"done ({terminal_line(state.finish_reason)})" if state.finish_reason else "ended")
     return Text(" · ".join(parts), style="bold")
 
 
@@ -112,7 +109,7 @@ def _concept_table(state: WatchState, traces: list[ConceptTrace], width: int) ->
     for trace in traces:
         latest = next((v for v in reversed(trace.values) if v is not None), None)
         colour = concept_colour(trace.concept)
-        table.add_row(Text(trace.name, style=colour), _number(latest),
+        table.add_row(Text(terminal_line(trace.name), style=colour), _number(latest),
                       Text(sparkline(trace.values[-spark:], low, high), style=colour))
     return table
 
@@ -127,11 +124,11 @@ def _side_panel(state: WatchState, width: int) -> Panel:
 
 
 def _footer(state: WatchState, controls: Controls) -> Group:
-    notices = [Text(f"! {n.text}" if n.level != "info" else n.text, style=_NOTICE_STYLES[n.level], no_wrap=True,
-                    overflow="ellipsis") for n in state.notices[-(FOOTER_LINES - 1):]]
+    notices = [Text(("! " if n.level != "info" else "") + terminal_line(n.text), style=_NOTICE_STYLES[n.level],
+                    no_wrap=True, overflow="ellipsis") for n in state.notices[-(FOOTER_LINES - 1):]]
     notices = [Text("")] * (FOOTER_LINES - 1 - len(notices)) + notices
     if controls.typing is not None:
-        keys = Text(f"you> {printable(controls.typing)}▏", style="bold")
+        keys = Text(f"you> {terminal_text(controls.typing)}▏", style="bold")
     else:
         keys = Text("[ ] layer   z z-score/raw   p pause   q quit" + ("   enter: write a message"
                                                                       if controls.interactive else ""), style="dim")
@@ -142,8 +139,8 @@ def render(state: WatchState, controls: Controls, console: Console, width: int, 
     """The whole screen for a ``width`` x ``height`` terminal."""
     side_width = min(max(40, width * 2 // 5), max(width - 20, 10))
     body_height = max(height - HEADER_LINES - FOOTER_LINES, 3)
-    header = Group(Text.assemble(("amygdala watch ", "bold"), (controls.source, "dim"), no_wrap=True,
-                                 overflow="ellipsis"), _status(state, controls))
+    header = Group(Text.assemble(("amygdala watch ", "bold"), (terminal_line(controls.source), "dim"),
+                                 no_wrap=True, overflow="ellipsis"), _status(state, controls))
     text = _last_lines(text_body(state), console, width - side_width - 4, body_height - 2)
     buffered = f"last {state.options.buffer} tokens" if state.seen > len(state.tokens) else "text"
     layout = Layout()

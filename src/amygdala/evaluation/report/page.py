@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Sequence
 
@@ -11,6 +10,7 @@ from amygdala.evaluation.report.data import clean
 from amygdala.evaluation.report.figures import curve_figure, matrix_figures
 from amygdala.evaluation.report.tables import check_lines, ci, concept_flags, fmt, mean_of, scores_by_concept
 from amygdala.evaluation.results import Evaluation
+from amygdala.outputs.sanitise import html_text
 from amygdala.readout.scale import ABOVE_COLOUR, BELOW_COLOUR, colour_strength, strength_reference, token_span
 
 
@@ -35,10 +35,10 @@ def _readout_blocks(evaluation: Evaluation, top: int = 3) -> str:
         body = per_token[1:] if per_token.shape[0] > 1 else per_token
         named = [c for c, concept in enumerate(evaluation.concepts) if label.endswith(f": {concept}")]
         ranked = [c for c in body.mean(dim=0).argsort(descending=True).tolist() if c not in named]
-        rows = "".join(f"<tr><th>{html.escape(evaluation.concepts[c])} {float(body[:, c].mean()):+.2f}</th>"
+        rows = "".join(f"<tr><th>{html_text(evaluation.concepts[c])} {float(body[:, c].mean()):+.2f}</th>"
                        f"<td class=t>{_token_spans(readout.tokens, per_token[:, c].tolist(), zscore)}</td></tr>"
                        for c in named + ranked[:top])
-        blocks.append(f"<h3>{html.escape(label)}</h3><table class=tok>{rows}</table>")
+        blocks.append(f"<h3>{html_text(label)}</h3><table class=tok>{rows}</table>")
     return "".join(blocks) or "<p>No texts (pass --texts file.jsonl).</p>"
 
 
@@ -47,11 +47,11 @@ def _separation_rows(evaluation: Evaluation) -> str:
     rows = []
     for concept, scores in scores_by_concept(evaluation).items():
         cells = "".join(f"<td>{fmt(s.auroc)}</td>" for s in scores)
-        rows.append(f"<tr><th>{html.escape(concept)}</th><td>{scores[0].n_positive}/{scores[0].n_negative}</td>"
+        rows.append(f"<tr><th>{html_text(concept)}</th><td>{scores[0].n_positive}/{scores[0].n_negative}</td>"
                     f"{cells}<td>{fmt(mean_of([s.cohens_d for s in scores]), 2)}</td>"
                     f"<td>{fmt(mean_of([s.random_auroc for s in scores]))}</td>"
                     f"<td>{fmt(mean_of([s.stability for s in scores]))}</td>"
-                    f"<td class=l>{html.escape(', '.join(flags[concept]))}</td></tr>")
+                    f"<td class=l>{html_text(', '.join(flags[concept]))}</td></tr>")
     head = "".join(f"<th>AUROC L{layer}</th>" for layer in evaluation.layers)
     return (f"<table><tr><th>concept</th><th>pos/neg</th>{head}<th>d</th><th>random</th><th>stability</th>"
             f"<th>flags</th></tr>{''.join(rows)}</table>")
@@ -61,7 +61,7 @@ def _crossval_section(evaluation: Evaluation) -> str:
     crossval = evaluation.crossval
     if crossval is None:
         return ""
-    rows = "".join(f"<tr><th>{html.escape(c.concept)}</th><td>{c.n_positive}/{c.n_negative}</td>"
+    rows = "".join(f"<tr><th>{html_text(c.concept)}</th><td>{c.n_positive}/{c.n_negative}</td>"
                    f"<td>{ci(c.auroc)}</td><td>{ci(c.random_auroc)}</td>"
                    f"{''.join(f'<td>{fmt(a)}</td>' for a in c.layer_auroc)}</tr>" for c in crossval.per_concept)
     head = "".join(f"<th>L{layer}</th>" for layer in crossval.layers)
@@ -78,10 +78,10 @@ def _checks_section(evaluation: Evaluation) -> str:
     lines = check_lines(evaluation)
     if not lines:
         return ""
-    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    items = "".join(f"<li>{html_text(line)}</li>" for line in lines)
     lexical = evaluation.lexical
     rows = "" if lexical is None else "".join(
-        f"<tr><th>{html.escape(c.concept)}</th><td>{fmt(c.threshold, 2)}</td><td>{fmt(c.false_positive_rate)}</td>"
+        f"<tr><th>{html_text(c.concept)}</th><td>{fmt(c.threshold, 2)}</td><td>{fmt(c.false_positive_rate)}</td>"
         f"<td>{fmt(c.negative_rate)}</td><td>{c.n_control}</td><td>{c.n_positive}</td></tr>"
         for c in lexical.per_concept)
     table = (f"<table><tr><th>concept</th><th>threshold (z)</th><th>control FPR</th><th>negatives above</th>"
@@ -108,19 +108,19 @@ def report_html(evaluation: Evaluation, curve: LayerCurve | None = None) -> str:
     auroc_map, cosines, confusion = matrix_figures(evaluation)
     crosstalk = "".join(
         f"<li>layer {c.layer}: pairs with cosine &gt; {evaluation.options.cosine_flag:g}: "
-        f"{html.escape(', '.join(f'{a}~{b} {v:.2f}' for a, b, v in c.close_pairs) or 'none')}; explained by the "
+        f"{html_text(', '.join(f'{a}~{b} {v:.2f}' for a, b, v in c.close_pairs) or 'none')}; explained by the "
         f"others (R² ≥ {evaluation.options.explained_flag:g}): "
-        f"{html.escape(', '.join(c.explained_concepts) or 'none')}"
+        f"{html_text(', '.join(c.explained_concepts) or 'none')}"
         f"</li>" for c in evaluation.crosstalk)
     key = (f"<p class=k>mean held-out AUROC <b>{fmt(summary['mean_auroc'])}</b> (min {fmt(summary['min_auroc'])} "
-           f"at {html.escape(' @ layer '.join(map(str, summary['min_auroc_at'] or ['-'])))}), "
+           f"at {html_text(' @ layer '.join(map(str, summary['min_auroc_at'] or ['-'])))}), "
            f"random direction {fmt(summary['random_mean_auroc'])}; "
            f"top-1 <b>{fmt(summary['top1'])}</b>, top-3 {fmt(summary['top3'])}; stability "
            f"{fmt(summary['mean_stability'])}</p>")
-    options = html.escape(json.dumps(clean(evaluation.options.to_json())))
+    options = html_text(json.dumps(clean(evaluation.options.to_json())))
     chosen = f"; layer selection chose {list(curve.chosen)}" if curve else ""
     return (f"<!doctype html><html><head><meta charset=utf-8><title>amygdala eval</title><style>{_STYLE}</style>"
-            f"</head><body><h1>amygdala eval</h1><p>{html.escape(evaluation.model_id)}: {len(evaluation.concepts)} "
+            f"</head><body><h1>amygdala eval</h1><p>{html_text(evaluation.model_id)}: {len(evaluation.concepts)} "
             f"concepts at layers {list(evaluation.layers)}{chosen}; {evaluation.n_heldout_texts} held-out and "
             f"{evaluation.n_train_texts} train texts.</p>{key}<p><small>options {options}</small></p>"
             f"<h2>AUROC by layer</h2>{curve_figure(evaluation, curve)}{auroc_map}"

@@ -7,11 +7,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from amygdala.artifact import LayerCurve
 from amygdala.evaluation.crossval import CrossValidation
 from amygdala.evaluation.metrics import Interval
 from amygdala.evaluation.results import Evaluation
+from amygdala.outputs.sanitise import terminal_line
+
+
+def _name(text: str) -> Text:
+    """A cell quoting a manifest's names: sanitised for the terminal, and a ``Text`` so rich parses no markup."""
+    return Text(terminal_line(text))
 
 
 def fmt(value: float, digits: int = 3) -> str:
@@ -58,11 +65,12 @@ def summary_table(evaluation: Evaluation) -> Table:
     flags = concept_flags(evaluation)
     for concept, scores in scores_by_concept(evaluation).items():
         aurocs = [s.auroc for s in scores]
-        table.add_row(concept, f"{scores[0].n_positive}/{scores[0].n_negative}", fmt(mean_of(aurocs)),
+        table.add_row(_name(concept), f"{scores[0].n_positive}/{scores[0].n_negative}", fmt(mean_of(aurocs)),
                       fmt(min((a for a in aurocs if not math.isnan(a)), default=math.nan)),
                       fmt(mean_of([s.cohens_d for s in scores]), 2), fmt(mean_of([s.random_auroc for s in scores])),
                       fmt(mean_of([s.stability for s in scores])),
-                      " ".join(flags[concept][:2]) + (f" +{len(flags[concept]) - 2}" if flags[concept][2:] else ""))
+                      _name(" ".join(flags[concept][:2]) + (f" +{len(flags[concept]) - 2}"
+                                                             if flags[concept][2:] else "")))
     return table
 
 
@@ -81,7 +89,7 @@ def crossval_table(crossval: CrossValidation) -> Table:
     for name in ("concept", "pos/neg", "AUROC [95% CI]", "random [95% CI]"):
         table.add_column(name, justify="left" if name == "concept" else "right", no_wrap=True)
     for concept in crossval.per_concept:
-        table.add_row(concept.concept, f"{concept.n_positive}/{concept.n_negative}", ci(concept.auroc),
+        table.add_row(_name(concept.concept), f"{concept.n_positive}/{concept.n_negative}", ci(concept.auroc),
                       ci(concept.random_auroc))
     return table
 
