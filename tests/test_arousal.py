@@ -64,8 +64,8 @@ def test_arousal_check_needs_three_covered_concepts() -> None:
 
 @pytest.mark.slow
 def test_arousal_check_on_the_real_slice_is_finite_and_matches_a_by_hand_spearman(gemma: LoadedModel) -> None:
-    from amygdala.extraction.sources.graph_file import bundled_sample_path, read_graph_file
     from amygdala.extraction.scoring import ExtractOptions
+    from amygdala.extraction.sources.graph_file import bundled_sample_path, read_graph_file
     from amygdala.extraction.stage import select_examples
 
     selection = select_examples(read_graph_file(bundled_sample_path()), ExtractOptions())

@@ -41,6 +41,14 @@ from amygdala.training.directions import (
     compute_directions,
 )
 from amygdala.training.layers import AutoLayers, select_layers, selection_problems
+from amygdala.training.lexical import (
+    LEXICAL_RULES,
+    LexicalRule,
+    hard_negatives,
+    uses_negatives,
+    uses_projection,
+    word_projection,
+)
 from amygdala.training.neutral import (
     check_neutral_count,
     neutral_components,
@@ -86,6 +94,10 @@ class TrainOptions:
     """Remove this many principal components of the neutral train texts (positive for no concept) before
     fitting (``amygdala.training.neutral``); 0: none. The artifact keeps ordinary unit vectors ``Pv``. Automatic layer
     selection (``AutoLayers``) scores the layers without it."""
+    lexical: LexicalRule = "none"
+    """Keep the vectors from firing on the concept's name alone (``training.lexical``): ``negatives`` adds
+    template texts naming each concept to its negatives, ``project`` removes the name's own direction from each
+    vector, ``both`` does both; ``none``: neither."""
     dtype: DtypeName | None = None
     """Forward-pass precision; must be the dtype the model was loaded in (None: whatever that is). Statistics
     are always fp64 and the artifact's vectors float32; the forward dtype is recorded in the training record."""
@@ -142,6 +154,8 @@ def _option_problems(loaded: LoadedModel, options: TrainOptions, data: LabelledT
             problems.append(f"dtype {options.dtype} differs from the model's {loaded.dtype}: load it with that dtype")
     except ValueError as exc:
         problems.append(str(exc))
+    if options.lexical not in LEXICAL_RULES:
+        problems.append(f"lexical {options.lexical!r} is not one of {', '.join(LEXICAL_RULES)}")
     if options.method not in DIRECTION_METHODS:
         problems.append(f"method {options.method!r} is not one of {', '.join(DIRECTION_METHODS)}")
     problems += Batching(options.batch_size, options.batch_tokens).problems()
@@ -226,8 +240,11 @@ def sum_over_ranks(stats: ConceptStats, world: World) -> ConceptStats:
 
 def _checked_data(loaded: LoadedModel, examples: Sequence[Example], options: TrainOptions,
                   world: World) -> LabelledTexts:
-    """The train split, once every option and count is valid and every rank was given the same inputs."""
+    """The train split (with the hard negatives of ``options.lexical``), once every option and count is valid and
+    every rank was given the same inputs."""
     data = training_texts(examples)
+    if uses_negatives(options.lexical):
+        data = training_texts([*examples, *hard_negatives(data.concepts)])
     if problems := _option_problems(loaded, options, data):
         raise TrainError("; ".join(problems))
     counts = data.counts()
@@ -236,7 +253,7 @@ def _checked_data(loaded: LoadedModel, examples: Sequence[Example], options: Tra
     check_same_inputs(world, "training data, model or options", {
         "data": data_sha256(examples), "model": loaded.fingerprint, "dtype": loaded.dtype,
         "options": [repr(options.target_layers), options.method, repr(options.pooling), options.batch_size,
-                    options.batch_tokens, options.neutral_pcs]})
+                    options.batch_tokens, options.neutral_pcs, options.lexical]})
     return data
 
 
@@ -254,6 +271,8 @@ def train(loaded: LoadedModel, examples: Sequence[Example], options: TrainOption
     logger.info("training %d concepts on %d unique texts on %s", len(data.concepts), len(data.texts), loaded.device)
     stats, neutral, curve = _statistics(loaded, data, options, world, cache)
     vectors, shrinkage = fit_statistics(stats, neutral, options.method, options.neutral_pcs)
+    if uses_projection(options.lexical):
+        vectors = word_projection(loaded, vectors, data.concepts, stats.layers, options.pooling, cache, world)
     calibration = calibrate(stats, vectors)
     counts = data.counts()
     record = TrainingRecord(
@@ -261,6 +280,7 @@ def train(loaded: LoadedModel, examples: Sequence[Example], options: TrainOption
         pooling=options.pooling, forward_dtype=loaded.dtype,
         counts={concept: (row["positive"], row["negative"]) for concept, row in counts.items()},
         n_unique_texts=len(data.texts), data_sha256=data_sha256([e for e in examples if e.split == "train"]),
-        layer_curve=curve, world_size=world.world_size, shrinkage=shrinkage, neutral_pcs=options.neutral_pcs)
+        layer_curve=curve, world_size=world.world_size, shrinkage=shrinkage, neutral_pcs=options.neutral_pcs,
+        lexical=options.lexical)
     return ReadoutArtifact(data.concepts, stats.layers, {layer: v.cpu() for layer, v in vectors.items()},
                            loaded.hidden_size, "float32", calibration.to_cpu(), record)

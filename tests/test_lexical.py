@@ -1,0 +1,81 @@
+"""The lexical training option (``training.lexical``): the hard-negative templates name their concept and stay
+disjoint from the lexical control set, the option adds them to the negatives, the word projection removes the
+name's direction, and on the real model it lowers the control texts' false-positive rate."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from amygdala.artifact.record import LEXICAL_RULE_NAMES
+from amygdala.evaluation.lexical_control import control_texts
+from amygdala.extraction.emotions import count_mentions, reference_emotions
+from amygdala.training.lexical import (
+    LEXICAL_RULES,
+    SLOT,
+    concept_word,
+    hard_negative_data,
+    hard_negative_texts,
+    hard_negatives,
+    negative_templates,
+    project_word_directions,
+)
+
+SAMPLE = ("amused", "anxious", "calm", "clarity", "curiosity", "excited", "frustrated", "grateful", "guilty",
+          "hopeful", "lonely", "nostalgic", "overwhelmed", "proud", "relieved", "sad", "tired", "warmth")
+
+
+def _grams(text: str, n: int = 4) -> set[tuple[str, ...]]:
+    words = re.findall(r"[a-z{}]+", text.lower())
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def test_every_template_has_one_slot_and_names_each_concept_it_is_filled_with() -> None:
+    """The mention rule: a hard negative of E names E (``emotions.count_mentions``), for every reference concept."""
+    assert len(negative_templates()) >= 12
+    assert all(template.count(SLOT) == 1 for template in negative_templates())
+    concepts = {concept.name for concept in reference_emotions()} | set(SAMPLE)
+    unnamed = [(concept, text) for concept in sorted(concepts) for text in hard_negative_texts(concept)
+               if count_mentions(text, concept) < 1]
+    assert unnamed == []
+
+
+def test_hard_negatives_are_disjoint_from_the_lexical_control_set() -> None:
+    """No filled template equals a control text, and no template shares a 4-word run with any control text once
+    the concept's name is read as the slot: the control set stays a held-out measurement."""
+    control = control_texts(SAMPLE)
+    assert len(control) == 90
+    filled = {text for concept in SAMPLE for text in hard_negative_texts(concept)}
+    assert filled.isdisjoint(item.text for item in control)
+    control_grams = set().union(*(_grams(re.sub(re.escape(concept_word(item.concept)), SLOT, item.text,
+                                                flags=re.IGNORECASE)) for item in control))
+    shared = {template: _grams(template) & control_grams for template in negative_templates()}
+    assert {template: grams for template, grams in shared.items() if grams} == {}
+
+
+def test_hard_negatives_are_negatives_of_their_own_concept_only() -> None:
+    examples = hard_negatives(["calm", "sad"])
+    assert len(examples) == 2 * len(negative_templates())
+    assert {(e.emotion, e.polarity, e.split, e.key) for e in examples} == {
+        ("calm", "negative", "train", "lexical-negative:calm"), ("sad", "negative", "train", "lexical-negative:sad")}
+    data = hard_negative_data(("calm", "sad"))
+    assert data.negative.sum(dim=0).tolist() == [len(negative_templates())] * 2
+    assert not data.positive.any() and bool((data.negative.sum(dim=1) == 1).all())
+
+
+def test_lexical_rules_match_the_names_the_artifact_accepts() -> None:
+    assert tuple(LEXICAL_RULES) == LEXICAL_RULE_NAMES
+
+
+def test_word_projection_leaves_unit_vectors_orthogonal_to_their_word_direction() -> None:
+    generator = torch.Generator().manual_seed(0)
+    vectors = {5: torch.nn.functional.normalize(torch.randn(3, 16, generator=generator), dim=1)}
+    vectors[5][2] = float("nan")
+    words = torch.randn(3, 1, 16, generator=generator, dtype=torch.float64)
+    projected = project_word_directions(vectors, words, [5])[5]
+    assert torch.allclose((projected[:2].double() * words[:2, 0]).sum(dim=1), torch.zeros(2, dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(projected[:2].norm(dim=1), torch.ones(2))
+    assert bool(projected[2].isnan().all())
+    # only the word's component goes: what is orthogonal to it is kept
+    assert float((projected[0].double() * vectors[5][0].double()).sum()) > 0
