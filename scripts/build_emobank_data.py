@@ -22,7 +22,7 @@ SLICE, SEED, MIN_SENTENCES = 600, 0, 3
 
 def main(path: str) -> None:
     with open(path, encoding="utf-8", newline="") as handle:
-        rows = [row for row in csv.DictReader(handle)]
+        rows = list(csv.DictReader(handle))
     short = [row for row in rows if 30 <= len(row["text"].strip()) <= 250 and "\t" not in row["text"]
              and "\n" not in row["text"]]
     chosen = random.Random(SEED).sample(short, SLICE)

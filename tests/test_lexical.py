@@ -5,12 +5,24 @@ name's direction, and on the real model it lowers the control texts' false-posit
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from pathlib import Path
 
+import pytest
 import torch
 
+from amygdala.artifact import ReadoutArtifact
 from amygdala.artifact.record import LEXICAL_RULE_NAMES
-from amygdala.evaluation.lexical_control import control_texts
+from amygdala.evaluation.lexical_control import control_texts, lexical_control
 from amygdala.extraction.emotions import count_mentions, reference_emotions
+from amygdala.extraction.examples import Example
+from amygdala.extraction.scoring import ExtractOptions
+from amygdala.extraction.sources.graph_file import bundled_sample_path, read_graph_file
+from amygdala.extraction.stage import select_examples
+from amygdala.forward.activation_cache import ActivationCache
+from amygdala.forward.models import LoadedModel
+from amygdala.forward.pooled import pool_texts
+from amygdala.forward.pooling import PoolingSpec
 from amygdala.training.lexical import (
     LEXICAL_RULES,
     SLOT,
@@ -21,6 +33,8 @@ from amygdala.training.lexical import (
     negative_templates,
     project_word_directions,
 )
+from amygdala.training.splits import LabelledTexts, labelled_texts
+from amygdala.training.stage import TrainOptions, train
 
 SAMPLE = ("amused", "anxious", "calm", "clarity", "curiosity", "excited", "frustrated", "grateful", "guilty",
           "hopeful", "lonely", "nostalgic", "overwhelmed", "proud", "relieved", "sad", "tired", "warmth")
@@ -79,3 +93,42 @@ def test_word_projection_leaves_unit_vectors_orthogonal_to_their_word_direction(
     assert bool(projected[2].isnan().all())
     # only the word's component goes: what is orthogonal to it is kept
     assert float((projected[0].double() * vectors[5][0].double()).sum()) > 0
+
+
+def _sample_examples(concepts: tuple[str, ...], per_polarity: int = 12) -> list[Example]:
+    """The first ``per_polarity`` train positives and negatives of each concept in the bundled sample."""
+    selection = select_examples(read_graph_file(bundled_sample_path()), ExtractOptions())
+    return [example for concept in concepts for polarity in ("positive", "negative")
+            for example in [e for e in selection.examples[concept] if e.split == "train"
+                            and e.polarity == polarity][:per_polarity]]
+
+
+def _control_fpr(loaded: LoadedModel, artifact: ReadoutArtifact, positives: LabelledTexts, cache: ActivationCache,
+                 spec: PoolingSpec) -> float:
+    """In-sample lexical control: per concept, threshold at 90% of its train positives' projections."""
+    control = control_texts(artifact.concepts)
+    layers = list(artifact.layers)
+    vectors = torch.stack([artifact.vectors[layer] for layer in layers], dim=1)  # [C, L, H]
+    def scores(texts: Sequence[str]) -> torch.Tensor:
+        return torch.einsum("nlh,clh->nc", pool_texts(loaded, texts, layers, spec, cache=cache).float(), vectors)
+
+    result = lexical_control(scores(positives.texts), positives, scores([item.text for item in control]), control)
+    return result.false_positive_rate
+
+
+@pytest.mark.slow
+def test_lexical_negatives_add_negatives_and_lower_the_false_positive_rate_on_the_real_model(
+        gemma: LoadedModel, tmp_path: Path) -> None:
+    """amused, clarity and curiosity fire on their bare names with today's defaults (issue 21): trained with the
+    hard negatives, fewer control texts that only name them pass the 90%-TPR threshold."""
+    concepts = ("amused", "clarity", "curiosity")
+    examples = _sample_examples(concepts)
+    cache, spec = ActivationCache(tmp_path), PoolingSpec()
+    plain = train(gemma, examples, TrainOptions(target_layers=(9,), cache_dir=tmp_path))
+    hard = train(gemma, examples, TrainOptions(target_layers=(9,), cache_dir=tmp_path, lexical="negatives"))
+    assert hard.record is not None and plain.record is not None and hard.record.lexical == "negatives"
+    added = len(negative_templates())
+    assert {c: (p, n + added) for c, (p, n) in plain.record.counts.items()} == dict(hard.record.counts)
+    data = labelled_texts(examples, concepts, "train")
+    before, after = (_control_fpr(gemma, artifact, data, cache, spec) for artifact in (plain, hard))
+    assert before >= 0.5 and after < before

@@ -19,7 +19,7 @@ lights up "amused" (``evaluation.lexical_control``). Two remedies, chosen by ``T
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Literal
@@ -133,3 +133,20 @@ def word_projection(loaded: LoadedModel, vectors: Mapping[int, torch.Tensor], co
     pooled = pool_texts(loaded, naming_texts(concepts), list(layers), spec, cache=cache, world=world)
     directions = word_directions(pooled.to(next(iter(vectors.values())).device), len(concepts))
     return project_word_directions(vectors, directions, layers)
+
+
+Fit = Callable[[torch.Tensor, LabelledTexts], dict[int, torch.Tensor]]
+
+
+def lexical_fit(fit: Fit, rule: str, negatives: torch.Tensor, negative_data: LabelledTexts, words: torch.Tensor,
+                layers: Sequence[int]) -> Fit:
+    """``fit(pooled, data)`` with the lexical ``rule``, for refits (cross-validation folds): the hard negatives'
+    pooled rows ``negatives [n, len(layers), H]`` (``hard_negative_data``) join the fitting rows, and/or the
+    vectors lose their word directions ``words [C, len(layers), H]`` (``word_directions``)."""
+    def wrapped(pooled: torch.Tensor, data: LabelledTexts) -> dict[int, torch.Tensor]:
+        if uses_negatives(rule):
+            pooled, data = torch.cat([pooled, negatives.to(pooled.dtype)]), joined(data, negative_data)
+        vectors = fit(pooled, data)
+        return project_word_directions(vectors, words, layers) if uses_projection(rule) else vectors
+
+    return wrapped
