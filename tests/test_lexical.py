@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,11 +31,13 @@ from amygdala.training.lexical import (
     hard_negative_data,
     hard_negative_texts,
     hard_negatives,
+    naming_texts,
     negative_templates,
     project_word_directions,
+    word_directions,
 )
 from amygdala.training.splits import LabelledTexts, labelled_texts
-from amygdala.training.stage import TrainOptions, train
+from amygdala.training.stage import TrainError, TrainOptions, train
 
 SAMPLE = ("amused", "anxious", "calm", "clarity", "curiosity", "excited", "frustrated", "grateful", "guilty",
           "hopeful", "lonely", "nostalgic", "overwhelmed", "proud", "relieved", "sad", "tired", "warmth")
@@ -119,10 +122,12 @@ def _control_fpr(loaded: LoadedModel, artifact: ReadoutArtifact, positives: Labe
 @pytest.mark.slow
 def test_lexical_negatives_add_negatives_and_lower_the_false_positive_rate_on_the_real_model(
         gemma: LoadedModel, tmp_path: Path) -> None:
-    """amused, clarity and curiosity fire on their bare names with today's defaults (issue 21): trained with the
-    hard negatives, fewer control texts that only name them pass the 90%-TPR threshold."""
+    """Planted: every positive of amused, clarity and curiosity also names its concept ("Feeling amused: ...")
+    and no negative does (the extract mention rule), so plain vectors learn the name and fire on control texts
+    that only name it; trained with the hard negatives, fewer control texts pass the 90%-TPR threshold."""
     concepts = ("amused", "clarity", "curiosity")
-    examples = _sample_examples(concepts)
+    examples = [replace(e, text=f"Feeling {e.emotion}: {e.text}") if e.polarity == "positive" else e
+                for e in _sample_examples(concepts)]
     cache, spec = ActivationCache(tmp_path), PoolingSpec()
     plain = train(gemma, examples, TrainOptions(target_layers=(9,), cache_dir=tmp_path))
     hard = train(gemma, examples, TrainOptions(target_layers=(9,), cache_dir=tmp_path, lexical="negatives"))
@@ -132,3 +137,31 @@ def test_lexical_negatives_add_negatives_and_lower_the_false_positive_rate_on_th
     data = labelled_texts(examples, concepts, "train")
     before, after = (_control_fpr(gemma, artifact, data, cache, spec) for artifact in (plain, hard))
     assert before >= 0.5 and after < before
+
+
+def test_train_with_both_adds_the_hard_negatives_and_leaves_vectors_orthogonal_to_the_word(
+        tiny_model: LoadedModel) -> None:
+    """End to end on the tiny model: the record counts 16 more negatives per concept and says ``both``, and each
+    vector is orthogonal to its concept's word direction from the pooled naming phrases."""
+    texts = ["She laughed and hugged me.", "The report is due Monday.", "I could not stop shaking.",
+             "We planted tomatoes.", "Why does he never listen?", "The sunset was golden."]
+    examples = [Example(concept, polarity, texts[i], f"k{i}", 5.0, "train")
+                for concept, positives in (("joy", (0, 5)), ("fear", (2, 4)))
+                for i in range(len(texts)) for polarity in (("positive",) if i in positives else ("negative",))]
+    plain = train(tiny_model, examples, TrainOptions(target_layers=(1, 3)))
+    both = train(tiny_model, examples, TrainOptions(target_layers=(1, 3), lexical="both"))
+    assert plain.record is not None and both.record is not None and both.record.lexical == "both"
+    added = len(negative_templates())
+    assert dict(both.record.counts) == {c: (p, n + added) for c, (p, n) in plain.record.counts.items()}
+    naming = pool_texts(tiny_model, naming_texts(both.concepts), [1, 3], PoolingSpec())
+    words = word_directions(naming, len(both.concepts))
+    for position, layer in enumerate((1, 3)):
+        along = (both.vectors[layer].double() * words[:, position]).sum(dim=1)
+        assert torch.allclose(along, torch.zeros(2, dtype=torch.float64), atol=1e-4)
+
+
+def test_train_refuses_an_unknown_lexical_rule_before_any_forward(tiny_model: LoadedModel) -> None:
+    examples = [Example("joy", "positive", "a b", "k0", 5.0, "train"), Example("joy", "negative", "c d", "k1", 0.0,
+                                                                             "train")]
+    with pytest.raises(TrainError, match="lexical 'words' is not one of none, negatives, project, both"):
+        train(tiny_model, examples, TrainOptions(lexical="words"))  # type: ignore[arg-type]
