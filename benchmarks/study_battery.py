@@ -6,8 +6,8 @@ sentences (``evaluation.arousal``), the hard negatives and the naming phrases (`
 ``Battery.figures`` adds to a row: ``lexical_fpr`` (out-of-fold: the control texts scored by every fold's
 vectors, threshold at 90% TPR of the out-of-fold positives) with its CI over draws of the concepts,
 ``lexical_negative_rate``, ``per_concept_fpr``, the arousal rho with its CI, and PC1/PC2 against lexicon valence
-and concept arousal. ``lexical_fit`` wraps a fit with a lexical rule, so cross-validation applies it per fold
-(the hard negatives join every fold's fitting rows; they are never scored).
+and concept arousal. ``lexical_fit`` gives a method's fit under a lexical rule, so cross-validation applies it per
+fold (the hard negatives' mean enters every fold's negatives; they are never scored).
 
 A further check (a battery package's figure) joins by adding a ``FigureHook`` to ``HOOKS``: a function of the
 row's vectors and pooled inputs returning extra row fields.
@@ -35,6 +35,7 @@ from amygdala.forward.activation_cache import ActivationCache
 from amygdala.forward.models import LoadedModel
 from amygdala.forward.pooled import pool_texts
 from amygdala.forward.pooling import PoolingSpec
+from amygdala.training.directions import DirectionMethod
 from amygdala.training.lexical import hard_negative_data, lexical_fit, naming_texts, word_directions
 from amygdala.training.splits import LabelledTexts
 
@@ -82,10 +83,10 @@ class Battery:
             self.pooled[label] = Pooled(control, arousal, negatives, word_directions(naming, len(self.concepts)))
         return self.pooled[label]
 
-    def lexical_fit(self, fit: Fit, rule: str, label: str, layers: Sequence[int]) -> Fit:
-        """``fit`` with the lexical ``rule`` (``training.lexical.LEXICAL_RULES``) on pooling ``label``."""
+    def lexical_fit(self, method: str | DirectionMethod, rule: str, label: str, layers: Sequence[int]) -> Fit:
+        """A fit of ``method`` with the lexical ``rule`` (``training.lexical.lexical_fit``) on pooling ``label``."""
         pooled, layers = self.pooled[label], list(layers)
-        return lexical_fit(fit, rule, pooled.negatives[:, layers], self.negative_data, pooled.words[:, layers], layers)
+        return lexical_fit(method, rule, pooled.negatives[:, layers], pooled.words[:, layers], layers)
 
     def control_result(self, cv: CrossValidation, data: LabelledTexts) -> LexicalControl:
         assert cv.extra_z is not None, "cross-validate with extra=the control rows"

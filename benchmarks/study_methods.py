@@ -167,7 +167,7 @@ def variant_row(pooled: torch.Tensor, data: LabelledTexts, corpus_pooled: torch.
     def plain(part_pooled: torch.Tensor, part: LabelledTexts) -> dict[int, torch.Tensor]:
         return fit_directions(part_pooled, part, layers, method, neutral_pcs=neutral_pcs)
 
-    fit: Fit = battery.lexical_fit(plain, lexical, label["pooling"], layers) if lexical != "none" else plain
+    fit: Fit = battery.lexical_fit(method, lexical, label["pooling"], layers) if lexical != "none" else plain
     control_pooled = battery.pooled[label["pooling"]].control[:, layers]
     cv = cross_validate(pooled[:, layers], data, data.keys, layers, folds=FOLDS, seed=SEED, fit=fit, n_boot=n_boot,
                         extra=control_pooled)

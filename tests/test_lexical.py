@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +19,6 @@ from amygdala.extraction.examples import Example
 from amygdala.extraction.scoring import ExtractOptions
 from amygdala.extraction.sources.graph_file import bundled_sample_path, read_graph_file
 from amygdala.extraction.stage import select_examples
-from amygdala.forward.activation_cache import ActivationCache
 from amygdala.forward.models import LoadedModel
 from amygdala.forward.pooled import pool_texts
 from amygdala.forward.pooling import PoolingSpec
@@ -30,14 +28,14 @@ from amygdala.training.lexical import (
     concept_word,
     hard_negative_data,
     hard_negative_texts,
-    hard_negatives,
-    naming_texts,
+    mix_negatives,
+    mixed_method,
     negative_templates,
     project_word_directions,
-    word_directions,
 )
 from amygdala.training.splits import LabelledTexts, labelled_texts
-from amygdala.training.stage import TrainError, TrainOptions, train
+from amygdala.training.stage import TrainOptions, train
+from amygdala.training.statistics import ConceptStats
 
 SAMPLE = ("amused", "anxious", "calm", "clarity", "curiosity", "excited", "frustrated", "grateful", "guilty",
           "hopeful", "lonely", "nostalgic", "overwhelmed", "proud", "relieved", "sad", "tired", "warmth")
@@ -71,14 +69,32 @@ def test_hard_negatives_are_disjoint_from_the_lexical_control_set() -> None:
     assert {template: grams for template, grams in shared.items() if grams} == {}
 
 
-def test_hard_negatives_are_negatives_of_their_own_concept_only() -> None:
-    examples = hard_negatives(["calm", "sad"])
-    assert len(examples) == 2 * len(negative_templates())
-    assert {(e.emotion, e.polarity, e.split, e.key) for e in examples} == {
-        ("calm", "negative", "train", "lexical-negative:calm"), ("sad", "negative", "train", "lexical-negative:sad")}
+def test_hard_negative_data_are_negatives_of_their_own_concept_only() -> None:
     data = hard_negative_data(("calm", "sad"))
     assert data.negative.sum(dim=0).tolist() == [len(negative_templates())] * 2
     assert not data.positive.any() and bool((data.negative.sum(dim=1) == 1).all())
+    assert set(data.keys) == {"lexical-negative:calm", "lexical-negative:sad"}
+
+
+def test_mix_negatives_moves_only_the_negative_means_and_lda_reads_the_mixture() -> None:
+    """By hand: the mixed negative mean is 0.9 x the negatives' + 0.1 x the hard mean; the covariance (totals,
+    second moments) and the counts stay, so the direction is lda_diagonal's solve against the mixed difference."""
+    generator = torch.Generator().manual_seed(0)
+    pooled = torch.randn(12, 1, 6, generator=generator, dtype=torch.float64)
+    positive = torch.zeros(12, 2, dtype=torch.bool)
+    positive[:4, 0], positive[4:8, 1] = True, True
+    stats = ConceptStats.from_pooled(pooled, positive, ~positive, ("a", "b"), [3])
+    hard = torch.randn(6, generator=generator, dtype=torch.float64)
+    mixed = mix_negatives(stats, {3: hard}, 0.1)
+    assert torch.allclose(mixed.negative_mean(3), 0.9 * stats.negative_mean(3) + 0.1 * hard)
+    assert torch.equal(mixed.covariance(3), stats.covariance(3)) and torch.equal(mixed.positive_sum, stats.positive_sum)
+    assert torch.equal(mixed.negative_count, stats.negative_count)
+    covariance = stats.covariance(3)
+    shrunk = 0.1 * covariance + 0.9 * torch.diag(torch.diagonal(covariance)) \
+        + 1e-6 * torch.trace(covariance) / 6 * torch.eye(6, dtype=torch.float64)
+    expected = torch.linalg.solve(shrunk, (stats.positive_mean(3) - mixed.negative_mean(3)).T).T
+    expected = expected / expected.norm(dim=1, keepdim=True)
+    assert torch.allclose(mixed_method("lda_diagonal", {3: hard}, 0.1)(stats, 3), expected)
 
 
 def test_lexical_rules_match_the_names_the_artifact_accepts() -> None:
@@ -106,62 +122,31 @@ def _sample_examples(concepts: tuple[str, ...], per_polarity: int = 12) -> list[
                             and e.polarity == polarity][:per_polarity]]
 
 
-def _control_fpr(loaded: LoadedModel, artifact: ReadoutArtifact, positives: LabelledTexts, cache: ActivationCache,
-                 spec: PoolingSpec) -> float:
+def _control_fpr(loaded: LoadedModel, artifact: ReadoutArtifact, positives: LabelledTexts, spec: PoolingSpec) -> float:
     """In-sample lexical control: per concept, threshold at 90% of its train positives' projections."""
     control = control_texts(artifact.concepts)
     layers = list(artifact.layers)
     vectors = torch.stack([artifact.vectors[layer] for layer in layers], dim=1)  # [C, L, H]
     def scores(texts: Sequence[str]) -> torch.Tensor:
-        return torch.einsum("nlh,clh->nc", pool_texts(loaded, texts, layers, spec, cache=cache).float(), vectors)
+        return torch.einsum("nlh,clh->nc", pool_texts(loaded, texts, layers, spec).float(), vectors)
 
     result = lexical_control(scores(positives.texts), positives, scores([item.text for item in control]), control)
     return result.false_positive_rate
 
 
 @pytest.mark.slow
-def test_lexical_negatives_add_negatives_and_lower_the_false_positive_rate_on_the_real_model(
-        gemma: LoadedModel, tmp_path: Path) -> None:
+def test_lexical_negatives_lower_the_false_positive_rate_on_the_real_model(gemma: LoadedModel) -> None:
     """Planted: every positive of amused, clarity and curiosity also names its concept ("Feeling amused: ...")
-    and no negative does (the extract mention rule), so plain vectors learn the name and fire on control texts
-    that only name it; trained with the hard negatives, fewer control texts pass the 90%-TPR threshold."""
+    and no negative does (the extract mention rule), so plain diff-of-means vectors learn the name and fire on
+    control texts that only name it; with the hard negatives mixed in, fewer control texts pass the 90%-TPR
+    threshold of the concepts' positives."""
     concepts = ("amused", "clarity", "curiosity")
     examples = [replace(e, text=f"Feeling {e.emotion}: {e.text}") if e.polarity == "positive" else e
                 for e in _sample_examples(concepts)]
-    cache, spec = ActivationCache(tmp_path), PoolingSpec()
-    plain = train(gemma, examples, TrainOptions(target_layers=(9,), cache_dir=tmp_path))
-    hard = train(gemma, examples, TrainOptions(target_layers=(9,), cache_dir=tmp_path, lexical="negatives"))
-    assert hard.record is not None and plain.record is not None and hard.record.lexical == "negatives"
-    added = len(negative_templates())
-    assert {c: (p, n + added) for c, (p, n) in plain.record.counts.items()} == dict(hard.record.counts)
+    spec = PoolingSpec()
+    plain = train(gemma, examples, TrainOptions(target_layers=(9,), method="diff_of_means"))
+    hard = train(gemma, examples, TrainOptions(target_layers=(9,), method="diff_of_means", lexical="negatives"))
+    assert hard.record is not None and hard.record.lexical == "negatives"
     data = labelled_texts(examples, concepts, "train")
-    before, after = (_control_fpr(gemma, artifact, data, cache, spec) for artifact in (plain, hard))
-    assert before >= 0.5 and after < before
-
-
-def test_train_with_both_adds_the_hard_negatives_and_leaves_vectors_orthogonal_to_the_word(
-        tiny_model: LoadedModel) -> None:
-    """End to end on the tiny model: the record counts 16 more negatives per concept and says ``both``, and each
-    vector is orthogonal to its concept's word direction from the pooled naming phrases."""
-    texts = ["She laughed and hugged me.", "The report is due Monday.", "I could not stop shaking.",
-             "We planted tomatoes.", "Why does he never listen?", "The sunset was golden."]
-    examples = [Example(concept, polarity, texts[i], f"k{i}", 5.0, "train")
-                for concept, positives in (("joy", (0, 5)), ("fear", (2, 4)))
-                for i in range(len(texts)) for polarity in (("positive",) if i in positives else ("negative",))]
-    plain = train(tiny_model, examples, TrainOptions(target_layers=(1, 3)))
-    both = train(tiny_model, examples, TrainOptions(target_layers=(1, 3), lexical="both"))
-    assert plain.record is not None and both.record is not None and both.record.lexical == "both"
-    added = len(negative_templates())
-    assert dict(both.record.counts) == {c: (p, n + added) for c, (p, n) in plain.record.counts.items()}
-    naming = pool_texts(tiny_model, naming_texts(both.concepts), [1, 3], PoolingSpec())
-    words = word_directions(naming, len(both.concepts))
-    for position, layer in enumerate((1, 3)):
-        along = (both.vectors[layer].double() * words[:, position]).sum(dim=1)
-        assert torch.allclose(along, torch.zeros(2, dtype=torch.float64), atol=1e-4)
-
-
-def test_train_refuses_an_unknown_lexical_rule_before_any_forward(tiny_model: LoadedModel) -> None:
-    examples = [Example("joy", "positive", "a b", "k0", 5.0, "train"), Example("joy", "negative", "c d", "k1", 0.0,
-                                                                             "train")]
-    with pytest.raises(TrainError, match="lexical 'words' is not one of none, negatives, project, both"):
-        train(tiny_model, examples, TrainOptions(lexical="words"))  # type: ignore[arg-type]
+    before, after = (_control_fpr(gemma, artifact, data, spec) for artifact in (plain, hard))
+    assert before >= 0.4 and after <= before - 0.3

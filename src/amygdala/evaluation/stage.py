@@ -157,8 +157,8 @@ def _checks(artifact: ReadoutArtifact, everything: LabelledTexts, pooled: list[t
         crossval = cross_validate(all_pooled, everything, everything.keys, artifact.layers, folds=options.folds,
                                   seed=options.seed, n_boot=options.n_boot, extra=control_pooled,
                                   fit=fit if rule == "none" else lexical_fit(
-                                      fit, rule, negatives_pooled, hard_negative_data(artifact.concepts),
-                                      word_directions(naming_pooled, len(artifact.concepts)), artifact.layers))
+                                      method, rule, negatives_pooled,
+                                      word_directions(naming_pooled, len(artifact.concepts)), artifact.layers, device))
     lexical = None
     if control:
         if crossval is not None and crossval.extra_z is not None:

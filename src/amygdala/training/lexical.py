@@ -4,30 +4,35 @@ A readout trained only on natural texts can learn the emotion's *name*: "The wor
 lights up "amused" (``evaluation.lexical_control``). Two remedies, chosen by ``TrainOptions.lexical``
 (``LEXICAL_RULES``):
 
-- ``negatives``: **hard negatives**. ``data/lexical_negatives.jsonl`` holds templates with a ``{word}`` slot that
-  name a word without expressing anything (file names, index entries, labels). Each template, filled with a
-  concept's name (``_`` read as a space), becomes a negative example of that concept only (``hard_negatives``),
-  so the direction must separate the feeling from the bare name. The templates are disjoint from the lexical
-  control set (a test pins it), which stays a held-out measurement.
+- ``negatives``: **hard negatives**. ``data/lexical_negatives.jsonl`` holds 16 templates with a ``{word}`` slot
+  that name a word without expressing anything (file names, index entries, labels), filled with every concept's
+  name (``_`` read as a space; ``hard_negative_data``). Their pooled mean is mixed into each concept's negative
+  mean at ``NEGATIVE_WEIGHT`` (``mix_negatives``: ``(1 - w) mean(negatives) + w mean(hard negatives)``), the
+  covariance staying the natural texts', so a direction must score text that only names emotions below the
+  concept's negatives. Added as plain negative examples (of their own concept) they changed no false-positive
+  rate beyond noise and cost AUROC: the direction learned the templates' style (README, section 3). The
+  templates are disjoint from the lexical control set (a test pins it), which stays a held-out measurement.
 - ``project``: **the word's direction projected out**. The concept's name alone and in two short naming phrases
   (``NAMING_PHRASES``) are pooled; the word direction ``d_c`` is the mean of concept c's phrases minus the mean
   over every concept's phrases (what is specific to this name), per layer, and the fitted vector loses its
   component along it: ``v - (v.d)d / |d|^2``, renormalised (``project_word_directions``).
-- ``both``: hard negatives, then the projection.
+- ``both``: hard negatives, then the projection. Neither combines with neutral-PC removal (refused).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from amygdala.extraction.examples import Example
+from amygdala.training.directions import DIRECTION_METHODS, DirectionMethod, fit_directions
 from amygdala.training.splits import LabelledTexts
+from amygdala.training.statistics import ConceptStats
 
 if TYPE_CHECKING:
     from amygdala.forward.activation_cache import ActivationCache
@@ -38,7 +43,7 @@ if TYPE_CHECKING:
 LexicalRule = Literal["none", "negatives", "project", "both"]
 LEXICAL_RULES: dict[str, str] = {
     "none": "no lexical remedy",
-    "negatives": "add template texts that name the concept (data/lexical_negatives.jsonl) to its negatives",
+    "negatives": "mix the mean of template texts naming the concepts (data/lexical_negatives.jsonl) into the negatives",
     "project": "project each vector off the direction of its concept's bare name",
     "both": "hard negatives, then the projection",
 }
@@ -46,6 +51,7 @@ NEGATIVES_FILE = "lexical_negatives.jsonl"
 SLOT = "{word}"
 NAMING_PHRASES = ("{word}", "{word}.", "the word {word}")
 HARD_NEGATIVE_KEY = "lexical-negative"
+NEGATIVE_WEIGHT = 0.1
 
 
 def uses_negatives(rule: str) -> bool:
@@ -73,15 +79,9 @@ def hard_negative_texts(concept: str) -> tuple[str, ...]:
     return tuple(template.replace(SLOT, concept_word(concept)) for template in negative_templates())
 
 
-def hard_negatives(concepts: Sequence[str]) -> list[Example]:
-    """The hard negatives of ``concepts`` as train examples, each a negative of its own concept only; one node
-    key per concept (``lexical-negative:<concept>``), so folds never split a concept's templates."""
-    return [Example(concept, "negative", text, f"{HARD_NEGATIVE_KEY}:{concept}", 0.0, "train")
-            for concept in concepts for text in hard_negative_texts(concept)]
-
-
 def hard_negative_data(concepts: Sequence[str]) -> LabelledTexts:
-    """``hard_negatives(concepts)`` as labelled texts over ``concepts`` (rows: concept by concept)."""
+    """Every template filled with each of ``concepts`` as labelled texts, each a negative of its own concept only
+    (rows: concept by concept; one node key per concept, ``lexical-negative:<concept>``)."""
     texts = [(c, text) for c, concept in enumerate(concepts) for text in hard_negative_texts(concept)]
     negative = torch.zeros((len(texts), len(concepts)), dtype=torch.bool)
     for row, (c, _) in enumerate(texts):
@@ -123,30 +123,61 @@ def project_word_directions(vectors: Mapping[int, torch.Tensor], directions: tor
     return out
 
 
-def word_projection(loaded: LoadedModel, vectors: Mapping[int, torch.Tensor], concepts: Sequence[str],
-                    layers: Sequence[int], spec: PoolingSpec, cache: ActivationCache | None,
+def lexical_vectors(loaded: LoadedModel, stats: ConceptStats, vectors: dict[int, torch.Tensor], method: str,
+                    rule: str, spec: PoolingSpec, cache: ActivationCache | None,
                     world: World) -> dict[int, torch.Tensor]:
-    """``project_word_directions`` of ``vectors`` with the word directions of ``concepts``' naming phrases,
-    pooled by ``spec`` at ``layers`` (a few short texts: one small forward)."""
+    """Training's vectors under the lexical ``rule``: refitted on ``mix_negatives`` of ``stats`` with the hard
+    negatives' mean and/or projected off the word directions of the naming phrases, both pooled by ``spec`` at the
+    stats' layers (a few hundred short texts: one small forward)."""
     from amygdala.forward.pooled import pool_texts
 
-    pooled = pool_texts(loaded, naming_texts(concepts), list(layers), spec, cache=cache, world=world)
-    directions = word_directions(pooled.to(next(iter(vectors.values())).device), len(concepts))
-    return project_word_directions(vectors, directions, layers)
+    layers, device = list(stats.layers), stats.total_sum.device
+    if uses_negatives(rule):
+        hard = pool_texts(loaded, hard_negative_data(stats.concepts).texts, layers, spec, cache=cache, world=world)
+        mean = {layer: hard[:, i].double().mean(dim=0).to(device) for i, layer in enumerate(layers)}
+        vectors = {layer: DIRECTION_METHODS[method](mix_negatives(stats, mean), layer).to(torch.float32)
+                   for layer in layers}
+    if uses_projection(rule):
+        pooled = pool_texts(loaded, naming_texts(stats.concepts), layers, spec, cache=cache, world=world)
+        vectors = project_word_directions(vectors, word_directions(pooled.to(device), len(stats.concepts)), layers)
+    return vectors
 
 
 Fit = Callable[[torch.Tensor, LabelledTexts], dict[int, torch.Tensor]]
 
 
-def lexical_fit(fit: Fit, rule: str, negatives: torch.Tensor, negative_data: LabelledTexts, words: torch.Tensor,
-                layers: Sequence[int]) -> Fit:
-    """``fit(pooled, data)`` with the lexical ``rule``, for refits (cross-validation folds): the hard negatives'
-    pooled rows ``negatives [n, len(layers), H]`` (``hard_negative_data``) join the fitting rows, and/or the
+def mix_negatives(stats: ConceptStats, hard_mean: Mapping[int, torch.Tensor],
+                  weight: float = NEGATIVE_WEIGHT) -> ConceptStats:
+    """``stats`` with each concept's negative mean replaced by ``(1 - weight)`` x itself + ``weight`` x the hard
+    negatives' mean ``hard_mean {layer: [H]}`` (counts, totals and second moments, hence the covariance, kept)."""
+    counts = stats.negative_count.to(stats.negative_sum.dtype)[None, :, None]
+    target = torch.stack([hard_mean[layer].to(stats.negative_sum) for layer in stats.layers])[:, None, :]
+    mixed = (1 - weight) * stats.negative_sum + weight * target * counts
+    return replace(stats, negative_sum=mixed)
+
+
+def mixed_method(method: str | DirectionMethod, hard_mean: Mapping[int, torch.Tensor],
+                 weight: float = NEGATIVE_WEIGHT) -> DirectionMethod:
+    """``method`` fitted on ``mix_negatives`` of its statistics."""
+    rule = DIRECTION_METHODS[method] if isinstance(method, str) else method
+
+    def mixed(stats: ConceptStats, layer: int) -> torch.Tensor:
+        return rule(mix_negatives(stats, hard_mean, weight), layer)
+
+    return mixed
+
+
+def lexical_fit(method: str | DirectionMethod, rule: str, hard_pooled: torch.Tensor, words: torch.Tensor,
+                layers: Sequence[int], device: torch.device | str = "cpu") -> Fit:
+    """A refit (cross-validation folds) of ``method`` with the lexical ``rule``: the hard negatives' pooled rows
+    ``hard_pooled [n, len(layers), H]`` (``hard_negative_data``) give the mean mixed into the negatives, and/or the
     vectors lose their word directions ``words [C, len(layers), H]`` (``word_directions``)."""
-    def wrapped(pooled: torch.Tensor, data: LabelledTexts) -> dict[int, torch.Tensor]:
-        if uses_negatives(rule):
-            pooled, data = torch.cat([pooled, negatives.to(pooled.dtype)]), joined(data, negative_data)
-        vectors = fit(pooled, data)
+    layers = list(layers)
+    hard_mean = {layer: hard_pooled[:, i].double().mean(dim=0) for i, layer in enumerate(layers)}
+    chosen = mixed_method(method, hard_mean) if uses_negatives(rule) else method
+
+    def fit(pooled: torch.Tensor, data: LabelledTexts) -> dict[int, torch.Tensor]:
+        vectors = fit_directions(pooled, data, layers, chosen, device)
         return project_word_directions(vectors, words, layers) if uses_projection(rule) else vectors
 
-    return wrapped
+    return fit

@@ -41,14 +41,7 @@ from amygdala.training.directions import (
     compute_directions,
 )
 from amygdala.training.layers import AutoLayers, select_layers, selection_problems
-from amygdala.training.lexical import (
-    LEXICAL_RULES,
-    LexicalRule,
-    hard_negatives,
-    uses_negatives,
-    uses_projection,
-    word_projection,
-)
+from amygdala.training.lexical import LEXICAL_RULES, LexicalRule, lexical_vectors
 from amygdala.training.neutral import (
     check_neutral_count,
     neutral_components,
@@ -156,6 +149,8 @@ def _option_problems(loaded: LoadedModel, options: TrainOptions, data: LabelledT
         problems.append(str(exc))
     if options.lexical not in LEXICAL_RULES:
         problems.append(f"lexical {options.lexical!r} is not one of {', '.join(LEXICAL_RULES)}")
+    elif options.lexical != "none" and options.neutral_pcs:
+        problems.append("lexical and neutral_pcs (--remove-neutral-pcs) do not combine: choose one")
     if options.method not in DIRECTION_METHODS:
         problems.append(f"method {options.method!r} is not one of {', '.join(DIRECTION_METHODS)}")
     problems += Batching(options.batch_size, options.batch_tokens).problems()
@@ -240,11 +235,8 @@ def sum_over_ranks(stats: ConceptStats, world: World) -> ConceptStats:
 
 def _checked_data(loaded: LoadedModel, examples: Sequence[Example], options: TrainOptions,
                   world: World) -> LabelledTexts:
-    """The train split (with the hard negatives of ``options.lexical``), once every option and count is valid and
-    every rank was given the same inputs."""
+    """The train split, once every option and count is valid and every rank was given the same inputs."""
     data = training_texts(examples)
-    if uses_negatives(options.lexical):
-        data = training_texts([*examples, *hard_negatives(data.concepts)])
     if problems := _option_problems(loaded, options, data):
         raise TrainError("; ".join(problems))
     counts = data.counts()
@@ -271,8 +263,9 @@ def train(loaded: LoadedModel, examples: Sequence[Example], options: TrainOption
     logger.info("training %d concepts on %d unique texts on %s", len(data.concepts), len(data.texts), loaded.device)
     stats, neutral, curve = _statistics(loaded, data, options, world, cache)
     vectors, shrinkage = fit_statistics(stats, neutral, options.method, options.neutral_pcs)
-    if uses_projection(options.lexical):
-        vectors = word_projection(loaded, vectors, data.concepts, stats.layers, options.pooling, cache, world)
+    if options.lexical != "none":
+        vectors = lexical_vectors(loaded, stats, vectors, options.method, options.lexical, options.pooling, cache,
+                                  world)
     calibration = calibrate(stats, vectors)
     counts = data.counts()
     record = TrainingRecord(
