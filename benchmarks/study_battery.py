@@ -83,10 +83,12 @@ class Battery:
             self.pooled[label] = Pooled(control, arousal, negatives, word_directions(naming, len(self.concepts)))
         return self.pooled[label]
 
-    def lexical_fit(self, method: str | DirectionMethod, rule: str, label: str, layers: Sequence[int]) -> Fit:
+    def lexical_fit(self, method: str | DirectionMethod, rule: str, label: str, layers: Sequence[int],
+                    neutral_pcs: int) -> Fit:
         """A fit of ``method`` with the lexical ``rule`` (``training.lexical.lexical_fit``) on pooling ``label``."""
         pooled, layers = self.pooled[label], list(layers)
-        return lexical_fit(method, rule, pooled.negatives[:, layers], pooled.words[:, layers], layers)
+        return lexical_fit(method, rule, pooled.negatives[:, layers], pooled.words[:, layers], layers,
+                           neutral_pcs=neutral_pcs)
 
     def control_result(self, cv: CrossValidation, data: LabelledTexts) -> LexicalControl:
         assert cv.extra_z is not None, "cross-validate with extra=the control rows"

@@ -80,6 +80,7 @@ from amygdala.training.directions import (
     fit_directions,
     lda_diagonal,
 )
+from amygdala.training.lexical import DEFAULT_LEXICAL, LEXICAL_RULES
 from amygdala.training.splits import LabelledTexts, labelled_texts
 from amygdala.training.stage import DEFAULT_NEUTRAL_PCS, default_target_layers
 from amygdala.training.statistics import ConceptStats
@@ -107,9 +108,9 @@ PAIRED: dict[str, RowKey] = {
     "mid layers": (DEFAULT_POOLING, DEFAULT_METHOD, DEFAULT_NEUTRAL_PCS, "mid"),
     "neutral PCs 4": (DEFAULT_POOLING, DEFAULT_METHOD, 4, "default"),
     **{f"lexical {rule}": (DEFAULT_POOLING, f"{DEFAULT_METHOD}+{rule}", DEFAULT_NEUTRAL_PCS, "default")
-       for rule in ("negatives", "project", "both")},
+       for rule in ("none", "project", "both")},
 }
-LEXICAL_RULES_STUDIED = ("negatives", "project", "both")
+LEXICAL_RULES_STUDIED = tuple(rule for rule in LEXICAL_RULES if rule != DEFAULT_LEXICAL)
 PAIRED_FIGURES = ("mean_auroc", "top1", "valence_rho", "lexical_fpr", "arousal_rho")
 LOWER_IS_BETTER = frozenset({"lexical_fpr"})
 SHRINKAGE_SWEEP = (0.5, 0.8, 0.95, 0.99, 1.0)
@@ -159,15 +160,12 @@ def row_key(row: dict[str, Any]) -> RowKey:
 
 def variant_row(pooled: torch.Tensor, data: LabelledTexts, corpus_pooled: torch.Tensor, corpus: RatedSentences,
                 layers: Sequence[int], method: str | DirectionMethod, neutral_pcs: int, n_boot: int,
-                label: dict[str, Any], fits: Fits, battery: Battery, lexical: str = "none") -> dict[str, Any]:
+                label: dict[str, Any], fits: Fits, battery: Battery, lexical: str = DEFAULT_LEXICAL) -> dict[str, Any]:
     """The CV, valence and battery figures of one variant (``pooled`` / ``corpus_pooled`` hold every layer),
     after the ``label`` fields (pooling, method, neutral_pcs, layers_rule, layers); ``lexical``: the training
     option's rule (``study_battery.Battery.lexical_fit``); its results go into ``fits``."""
     layers = list(layers)
-    def plain(part_pooled: torch.Tensor, part: LabelledTexts) -> dict[int, torch.Tensor]:
-        return fit_directions(part_pooled, part, layers, method, neutral_pcs=neutral_pcs)
-
-    fit: Fit = battery.lexical_fit(method, lexical, label["pooling"], layers) if lexical != "none" else plain
+    fit: Fit = battery.lexical_fit(method, lexical, label["pooling"], layers, neutral_pcs)
     control_pooled = battery.pooled[label["pooling"]].control[:, layers]
     cv = cross_validate(pooled[:, layers], data, data.keys, layers, folds=FOLDS, seed=SEED, fit=fit, n_boot=n_boot,
                         extra=control_pooled)

@@ -46,7 +46,7 @@ def train_command(
     skip_tokens: int | None = typer.Option(None, "--skip-tokens", help="With --pooling mean or mean_last: skip each text's first K tokens (BOS counts as one). Default: 1 for those, 0 for last."),
     method: str = typer.Option("lda_diagonal", "--method", help="Direction method: diff_of_means, mean_centered, lda, lda_diagonal (diagonal shrinkage 0.9), or lda_oas / lda_rblw (diagonal shrinkage chosen per layer from the data by OAS / Rao-Blackwell Ledoit-Wolf)."),
     remove_neutral_pcs: int = typer.Option(0, "--remove-neutral-pcs", help="Project out the top K principal components of the neutral train texts (positive for no concept) before fitting; 0: none."),
-    lexical: str = typer.Option("none", "--lexical", help="Keep vectors from firing on a concept's name alone: negatives (add bundled template texts that name each concept to its negatives), project (remove the bare name's direction from each vector), both, or none."),
+    lexical: str = typer.Option("negatives", "--lexical", help="Keep vectors from firing on a concept's name alone: negatives (the default: mix the mean of bundled template texts that name the concepts into each concept's negatives), project (remove the bare name's direction from each vector), both, or none (the original recipe)."),
     chat_template: bool = typer.Option(False, "--chat-template", help="Wrap texts in the model's chat template."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Keep pooled activations here; reruns skip the model and resume."),
     emotions: str | None = typer.Option(None, "--emotions", help="Comma-separated emotions to train (default: all files)."),

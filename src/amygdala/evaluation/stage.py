@@ -158,7 +158,8 @@ def _checks(artifact: ReadoutArtifact, everything: LabelledTexts, pooled: list[t
                                   seed=options.seed, n_boot=options.n_boot, extra=control_pooled,
                                   fit=fit if rule == "none" else lexical_fit(
                                       method, rule, negatives_pooled,
-                                      word_directions(naming_pooled, len(artifact.concepts)), artifact.layers, device))
+                                      word_directions(naming_pooled, len(artifact.concepts)), artifact.layers, device,
+                                      neutral_pcs))
     lexical = None
     if control:
         if crossval is not None and crossval.extra_z is not None:

@@ -16,7 +16,11 @@ lights up "amused" (``evaluation.lexical_control``). Two remedies, chosen by ``T
   (``NAMING_PHRASES``) are pooled; the word direction ``d_c`` is the mean of concept c's phrases minus the mean
   over every concept's phrases (what is specific to this name), per layer, and the fitted vector loses its
   component along it: ``v - (v.d)d / |d|^2``, renormalised (``project_word_directions``).
-- ``both``: hard negatives, then the projection. Neither combines with neutral-PC removal (refused).
+- ``both``: hard negatives, then the projection.
+
+The default is ``negatives`` (``DEFAULT_LEXICAL``). With neutral-PC removal, training mixes before removing; a
+cross-validation refit (``lexical_fit``) mixes the unprojected hard mean into the projected statistics, a close
+approximation.
 """
 
 from __future__ import annotations
@@ -52,6 +56,11 @@ SLOT = "{word}"
 NAMING_PHRASES = ("{word}", "{word}.", "the word {word}")
 HARD_NEGATIVE_KEY = "lexical-negative"
 NEGATIVE_WEIGHT = 0.1
+MAX_HARD_NEGATIVES = 320
+"""At most this many hard negatives in all: with more than 20 concepts each gets fewer templates (rotating)."""
+DEFAULT_LEXICAL: LexicalRule = "negatives"
+"""Chosen by the study (README, section 3): false-positive rate 0.456 -> 0.011, no other figure worse beyond
+noise."""
 
 
 def uses_negatives(rule: str) -> bool:
@@ -80,9 +89,13 @@ def hard_negative_texts(concept: str) -> tuple[str, ...]:
 
 
 def hard_negative_data(concepts: Sequence[str]) -> LabelledTexts:
-    """Every template filled with each of ``concepts`` as labelled texts, each a negative of its own concept only
-    (rows: concept by concept; one node key per concept, ``lexical-negative:<concept>``)."""
-    texts = [(c, text) for c, concept in enumerate(concepts) for text in hard_negative_texts(concept)]
+    """The templates filled with each of ``concepts`` as labelled texts, each a negative of its own concept only
+    (rows: concept by concept; one node key per concept, ``lexical-negative:<concept>``): every template, or with
+    over 20 concepts ``MAX_HARD_NEGATIVES // n`` of them per concept, rotating through the file."""
+    templates = negative_templates()
+    per_concept = max(1, min(len(templates), MAX_HARD_NEGATIVES // max(1, len(concepts))))
+    texts = [(c, templates[(c * per_concept + t) % len(templates)].replace(SLOT, concept_word(concept)))
+             for c, concept in enumerate(concepts) for t in range(per_concept)]
     negative = torch.zeros((len(texts), len(concepts)), dtype=torch.bool)
     for row, (c, _) in enumerate(texts):
         negative[row, c] = True
@@ -123,24 +136,26 @@ def project_word_directions(vectors: Mapping[int, torch.Tensor], directions: tor
     return out
 
 
-def lexical_vectors(loaded: LoadedModel, stats: ConceptStats, vectors: dict[int, torch.Tensor], method: str,
-                    rule: str, spec: PoolingSpec, cache: ActivationCache | None,
-                    world: World) -> dict[int, torch.Tensor]:
-    """Training's vectors under the lexical ``rule``: refitted on ``mix_negatives`` of ``stats`` with the hard
-    negatives' mean and/or projected off the word directions of the naming phrases, both pooled by ``spec`` at the
-    stats' layers (a few hundred short texts: one small forward)."""
+def hard_negative_stats(loaded: LoadedModel, stats: ConceptStats, spec: PoolingSpec, cache: ActivationCache | None,
+                        world: World) -> ConceptStats:
+    """Training's statistics with the hard negatives' mean mixed in (``mix_negatives``), the hard negatives of
+    the stats' concepts pooled by ``spec`` at its layers (at most ``MAX_HARD_NEGATIVES`` short texts)."""
     from amygdala.forward.pooled import pool_texts
 
     layers, device = list(stats.layers), stats.total_sum.device
-    if uses_negatives(rule):
-        hard = pool_texts(loaded, hard_negative_data(stats.concepts).texts, layers, spec, cache=cache, world=world)
-        mean = {layer: hard[:, i].double().mean(dim=0).to(device) for i, layer in enumerate(layers)}
-        vectors = {layer: DIRECTION_METHODS[method](mix_negatives(stats, mean), layer).to(torch.float32)
-                   for layer in layers}
-    if uses_projection(rule):
-        pooled = pool_texts(loaded, naming_texts(stats.concepts), layers, spec, cache=cache, world=world)
-        vectors = project_word_directions(vectors, word_directions(pooled.to(device), len(stats.concepts)), layers)
-    return vectors
+    hard = pool_texts(loaded, hard_negative_data(stats.concepts).texts, layers, spec, cache=cache, world=world)
+    return mix_negatives(stats, {layer: hard[:, i].double().mean(dim=0).to(device) for i, layer in enumerate(layers)})
+
+
+def word_projection(loaded: LoadedModel, vectors: dict[int, torch.Tensor], concepts: Sequence[str],
+                    spec: PoolingSpec, cache: ActivationCache | None, world: World) -> dict[int, torch.Tensor]:
+    """``project_word_directions`` of training's ``vectors`` with the naming phrases pooled by ``spec``."""
+    from amygdala.forward.pooled import pool_texts
+
+    layers = list(vectors)
+    pooled = pool_texts(loaded, naming_texts(concepts), layers, spec, cache=cache, world=world)
+    device = next(iter(vectors.values())).device
+    return project_word_directions(vectors, word_directions(pooled.to(device), len(concepts)), layers)
 
 
 Fit = Callable[[torch.Tensor, LabelledTexts], dict[int, torch.Tensor]]
@@ -168,16 +183,17 @@ def mixed_method(method: str | DirectionMethod, hard_mean: Mapping[int, torch.Te
 
 
 def lexical_fit(method: str | DirectionMethod, rule: str, hard_pooled: torch.Tensor, words: torch.Tensor,
-                layers: Sequence[int], device: torch.device | str = "cpu") -> Fit:
+                layers: Sequence[int], device: torch.device | str = "cpu", neutral_pcs: int = 0) -> Fit:
     """A refit (cross-validation folds) of ``method`` with the lexical ``rule``: the hard negatives' pooled rows
     ``hard_pooled [n, len(layers), H]`` (``hard_negative_data``) give the mean mixed into the negatives, and/or the
-    vectors lose their word directions ``words [C, len(layers), H]`` (``word_directions``)."""
+    vectors lose their word directions ``words [C, len(layers), H]`` (``word_directions``); ``rule`` none: the
+    method alone."""
     layers = list(layers)
     hard_mean = {layer: hard_pooled[:, i].double().mean(dim=0) for i, layer in enumerate(layers)}
     chosen = mixed_method(method, hard_mean) if uses_negatives(rule) else method
 
     def fit(pooled: torch.Tensor, data: LabelledTexts) -> dict[int, torch.Tensor]:
-        vectors = fit_directions(pooled, data, layers, chosen, device)
+        vectors = fit_directions(pooled, data, layers, chosen, device, neutral_pcs=neutral_pcs)
         return project_word_directions(vectors, words, layers) if uses_projection(rule) else vectors
 
     return fit
