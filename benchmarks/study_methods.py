@@ -35,7 +35,13 @@ the same sentence draws for rho), with the 95% CI of the difference. A default m
 figures agree: ``agree`` lists the variants (every row, paired with the defaults' row) with one of mean AUROC,
 top-1 and valence rho better beyond noise (paired CI above 0) and none worse beyond noise (no paired CI below 0).
 
-Usage: ``python benchmarks/study_methods.py [--cache-dir DIR] [--model default] [--quick] [--paired-only]``.
+Every row also carries the battery's figures (``study_battery``: lexical control FPR, arousal check, PC1/PC2, and
+any ``study_battery.HOOKS``), and is fitted with the library's default lexical rule (``TrainOptions.lexical``);
+``lexical_rows`` give the other rules, paired against the defaults on five figures (``PAIRED_FIGURES``; the lexical
+FPR is better when lower).
+
+Usage: ``python benchmarks/study_methods.py [--cache-dir DIR] [--model default] [--quick] [--paired-only]
+[--lexical-only]``.
 Prints a table, the paired table, then one JSON line with every row and the paired comparisons.
 ``--paired-only`` scores just the defaults' row and the ``PAIRED`` variants (a few minutes, not the whole study).
 """
