@@ -69,7 +69,14 @@ from amygdala.forward.pooled import pool_texts
 from amygdala.readout.attach import read_text, warn_if_other_model
 from amygdala.readout.projection import Projector, ReadoutOptions, calibrated, project_pooled, projector_for
 from amygdala.training.directions import DEFAULT_METHOD, DIRECTION_METHODS, fit_directions
-from amygdala.training.lexical import hard_negative_data, lexical_fit, naming_texts, word_directions
+from amygdala.training.lexical import (
+    hard_negative_data,
+    lexical_fit,
+    naming_texts,
+    uses_negatives,
+    uses_projection,
+    word_directions,
+)
 from amygdala.training.splits import LabelledTexts, key_folds, labelled_texts
 from amygdala.training.statistics import stats_device
 
@@ -127,9 +134,11 @@ def _pooled_rows(loaded: LoadedModel, groups: Sequence[Sequence[str]], layers: S
 
 def _lexical_groups(artifact: ReadoutArtifact, options: EvalOptions) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The hard negatives' and naming phrases' texts the folds refit with, when trained with a lexical rule."""
-    if options.folds is None or artifact.record is None or artifact.record.lexical == "none":
+    rule = artifact.record.lexical if artifact.record is not None else "none"
+    if options.folds is None:
         return (), ()
-    return hard_negative_data(artifact.concepts).texts, naming_texts(artifact.concepts)
+    return (hard_negative_data(artifact.concepts).texts if uses_negatives(rule) else (),
+            naming_texts(artifact.concepts) if uses_projection(rule) else ())
 
 
 @dataclass(frozen=True)
@@ -158,7 +167,8 @@ def _checks(artifact: ReadoutArtifact, everything: LabelledTexts, pooled: list[t
                                   seed=options.seed, n_boot=options.n_boot, extra=control_pooled,
                                   fit=fit if rule == "none" else lexical_fit(
                                       method, rule, negatives_pooled,
-                                      word_directions(naming_pooled, len(artifact.concepts)), artifact.layers, device,
+                                      word_directions(naming_pooled, len(artifact.concepts)) if len(naming_pooled)
+                                      else naming_pooled, artifact.layers, device,
                                       neutral_pcs))
     lexical = None
     if control:
