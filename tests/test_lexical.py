@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -150,3 +151,21 @@ def test_lexical_negatives_lower_the_false_positive_rate_on_the_real_model(gemma
     data = labelled_texts(examples, concepts, "train")
     before, after = (_control_fpr(gemma, artifact, data, spec) for artifact in (plain, hard))
     assert before >= 0.4 and after <= before - 0.3
+
+
+def test_eval_folds_refit_with_the_rule_the_artifact_was_trained_with(tiny_model: LoadedModel,
+                                                                      tmp_path: Path) -> None:
+    """The folds refit from the pooled texts, never from the artifact's vectors: were the record's rule ignored,
+    artifacts trained with ``none`` and ``negatives`` would get identical out-of-fold z-scores."""
+    from amygdala.evaluation.stage import EvalOptions, evaluate
+
+    from eval_helpers import examples
+
+    rows = examples()
+    options = EvalOptions(folds=3, n_boot=20, cache_dir=tmp_path)
+    results = {rule: evaluate(tiny_model, train(tiny_model, rows, TrainOptions(target_layers=(2,), lexical=rule,
+                                                                                cache_dir=tmp_path)), rows, options)
+               for rule in ("none", "negatives")}
+    plain, mixed = (results[rule].crossval for rule in ("none", "negatives"))
+    assert plain is not None and mixed is not None and plain.fold == mixed.fold
+    assert not torch.allclose(plain.z.nan_to_num(), mixed.z.nan_to_num())
