@@ -25,6 +25,7 @@ from amygdala.forward.pooled import pool_texts
 from amygdala.forward.pooling import PoolingSpec
 from amygdala.training.lexical import (
     LEXICAL_RULES,
+    MAX_HARD_NEGATIVES,
     SLOT,
     concept_word,
     hard_negative_data,
@@ -169,3 +170,13 @@ def test_eval_folds_refit_with_the_rule_the_artifact_was_trained_with(tiny_model
     plain, mixed = (results[rule].crossval for rule in ("none", "negatives"))
     assert plain is not None and mixed is not None and plain.fold == mixed.fold
     assert not torch.allclose(plain.z.nan_to_num(), mixed.z.nan_to_num())
+
+
+def test_hard_negatives_of_many_concepts_are_capped_and_spread_over_the_templates() -> None:
+    names = tuple(concept.name for concept in reference_emotions())
+    data = hard_negative_data(names)
+    assert len(data.texts) <= MAX_HARD_NEGATIVES and bool((data.negative.sum(dim=0) >= 1).all())
+    used = {template for template in negative_templates() for text in data.texts
+            if text.startswith(template.split(SLOT)[0])}
+    assert used == set(negative_templates())
+    assert all(count_mentions(text, names[int(row.nonzero())]) >= 1 for text, row in zip(data.texts, data.negative))
