@@ -146,7 +146,7 @@ def test_lexical_negatives_lower_the_false_positive_rate_on_the_real_model(gemma
     examples = [replace(e, text=f"Feeling {e.emotion}: {e.text}") if e.polarity == "positive" else e
                 for e in _sample_examples(concepts)]
     spec = PoolingSpec()
-    plain = train(gemma, examples, TrainOptions(target_layers=(9,), method="diff_of_means"))
+    plain = train(gemma, examples, TrainOptions(target_layers=(9,), method="diff_of_means", lexical="none"))
     hard = train(gemma, examples, TrainOptions(target_layers=(9,), method="diff_of_means", lexical="negatives"))
     assert hard.record is not None and hard.record.lexical == "negatives"
     data = labelled_texts(examples, concepts, "train")
