@@ -35,7 +35,13 @@ the same sentence draws for rho), with the 95% CI of the difference. A default m
 figures agree: ``agree`` lists the variants (every row, paired with the defaults' row) with one of mean AUROC,
 top-1 and valence rho better beyond noise (paired CI above 0) and none worse beyond noise (no paired CI below 0).
 
-Usage: ``python benchmarks/study_methods.py [--cache-dir DIR] [--model default] [--quick] [--paired-only]``.
+Every row also carries the battery's figures (``study_battery``: lexical control FPR, arousal check, PC1/PC2, and
+any ``study_battery.HOOKS``), and is fitted with the library's default lexical rule (``TrainOptions.lexical``);
+``lexical_rows`` give the other rules, paired against the defaults on five figures (``PAIRED_FIGURES``; the lexical
+FPR is better when lower).
+
+Usage: ``python benchmarks/study_methods.py [--cache-dir DIR] [--model default] [--quick] [--paired-only]
+[--lexical-only]``.
 Prints a table, the paired table, then one JSON line with every row and the paired comparisons.
 ``--paired-only`` scores just the defaults' row and the ``PAIRED`` variants (a few minutes, not the whole study).
 """
@@ -53,7 +59,9 @@ from typing import Any
 import torch
 from scipy.stats import spearmanr
 
-from amygdala.evaluation.crossval import CrossValidation, cross_validate, paired_cv
+from amygdala.evaluation.arousal import ArousalCheck, paired_arousal_rho
+from amygdala.evaluation.crossval import CrossValidation, Fit, cross_validate, paired_cv
+from amygdala.evaluation.lexical_control import LexicalControl, paired_fpr
 from amygdala.evaluation.metrics import PairedDifference
 from amygdala.evaluation.valence import (
     RatedSentences,
@@ -78,9 +86,11 @@ from amygdala.training.directions import (
     fit_directions,
     lda_diagonal,
 )
+from amygdala.training.lexical import DEFAULT_LEXICAL, LEXICAL_RULES
 from amygdala.training.splits import LabelledTexts, labelled_texts
 from amygdala.training.stage import DEFAULT_NEUTRAL_PCS, default_target_layers
 from amygdala.training.statistics import ConceptStats
+from study_battery import Battery
 
 
 def pooling_label(spec: PoolingSpec) -> str:
@@ -103,8 +113,12 @@ PAIRED: dict[str, RowKey] = {
     "mean_last@0.3": ("mean_last@0.3", DEFAULT_METHOD, DEFAULT_NEUTRAL_PCS, "default"),
     "mid layers": (DEFAULT_POOLING, DEFAULT_METHOD, DEFAULT_NEUTRAL_PCS, "mid"),
     "neutral PCs 4": (DEFAULT_POOLING, DEFAULT_METHOD, 4, "default"),
+    **{f"lexical {rule}": (DEFAULT_POOLING, f"{DEFAULT_METHOD}+{rule}", DEFAULT_NEUTRAL_PCS, "default")
+       for rule in ("none", "project", "both")},
 }
-PAIRED_FIGURES = ("mean_auroc", "top1", "valence_rho")
+LEXICAL_RULES_STUDIED = tuple(rule for rule in LEXICAL_RULES if rule != DEFAULT_LEXICAL)
+PAIRED_FIGURES = ("mean_auroc", "top1", "valence_rho", "lexical_fpr", "arousal_rho")
+LOWER_IS_BETTER = frozenset({"lexical_fpr"})
 SHRINKAGE_SWEEP = (0.5, 0.8, 0.95, 0.99, 1.0)
 LAST_WEIGHT_SWEEP = (0.1, 0.3, 0.5)
 
@@ -142,8 +156,8 @@ def magnitude_axis_rho(vectors: dict[int, torch.Tensor], concepts: Sequence[str]
     return float(spearmanr(torch.stack(projections).mean(dim=0).numpy(), corpus.ratings).statistic)
 
 
-Fits = dict[RowKey, tuple[CrossValidation, ValenceCheck]]
-"""Every scored row's cross-validation and valence check, for the paired comparisons."""
+Fits = dict[RowKey, tuple[CrossValidation, ValenceCheck, LexicalControl, ArousalCheck]]
+"""Every scored row's cross-validation, valence check, lexical control and arousal check (paired comparisons)."""
 
 
 def row_key(row: dict[str, Any]) -> RowKey:
@@ -152,24 +166,28 @@ def row_key(row: dict[str, Any]) -> RowKey:
 
 def variant_row(pooled: torch.Tensor, data: LabelledTexts, corpus_pooled: torch.Tensor, corpus: RatedSentences,
                 layers: Sequence[int], method: str | DirectionMethod, neutral_pcs: int, n_boot: int,
-                label: dict[str, Any], fits: Fits) -> dict[str, Any]:
-    """The CV and valence figures of one variant (``pooled`` / ``corpus_pooled`` hold every layer), after the
-    ``label`` fields (pooling, method, neutral_pcs, layers_rule, layers); its results go into ``fits``."""
+                label: dict[str, Any], fits: Fits, battery: Battery, lexical: str = DEFAULT_LEXICAL) -> dict[str, Any]:
+    """The CV, valence and battery figures of one variant (``pooled`` / ``corpus_pooled`` hold every layer),
+    after the ``label`` fields (pooling, method, neutral_pcs, layers_rule, layers); ``lexical``: the training
+    option's rule (``study_battery.Battery.lexical_fit``); its results go into ``fits``."""
     layers = list(layers)
-    def fit(part_pooled: torch.Tensor, part: LabelledTexts) -> dict[int, torch.Tensor]:
-        return fit_directions(part_pooled, part, layers, method, neutral_pcs=neutral_pcs)
-
-    cv = cross_validate(pooled[:, layers], data, data.keys, layers, folds=FOLDS, seed=SEED, fit=fit, n_boot=n_boot)
+    fit: Fit = battery.lexical_fit(method, lexical, label["pooling"], layers, neutral_pcs)
+    control_pooled = battery.pooled[label["pooling"]].control[:, layers]
+    cv = cross_validate(pooled[:, layers], data, data.keys, layers, folds=FOLDS, seed=SEED, fit=fit, n_boot=n_boot,
+                        extra=control_pooled)
     vectors = fit(pooled[:, layers], data)
     valence = valence_check(vectors, data.concepts, layers, corpus_pooled[:, layers], corpus, n_boot=n_boot, seed=SEED)
-    fits[row_key(label)] = cv, valence
+    extra, control, arousal = battery.figures(cv, data, vectors, layers, label["pooling"], n_boot, SEED)
+    fits[row_key(label)] = cv, valence, control, arousal
     return {**label, **cv.summary(), "valence_rho": valence.rho.estimate, "valence_rho_ci": [valence.rho.low, valence.rho.high],
             "vader_rho": valence.vader_rho, "pc1_r": valence.pc1_r,
-            "magnitude_rho": magnitude_axis_rho(vectors, data.concepts, layers, corpus_pooled[:, layers], corpus)}
+            "magnitude_rho": magnitude_axis_rho(vectors, data.concepts, layers, corpus_pooled[:, layers], corpus),
+            **extra}
 
 
 HEADER = (f"{'pooling':<16}{'method':<14}{'npc':>4} {'layers':<20}{'cv auroc [95% CI]':<22}{'top1 [95% CI]':<22}"
-          f"{'top3':>6}{'random':>8}  {'valence rho [95% CI]':<22}{'pc1 r':>6}{'mag rho':>8}")
+          f"{'top3':>6}{'random':>8}  {'valence rho [95% CI]':<22}{'pc1 r':>6}{'mag rho':>8}  {'lexical fpr [95% CI]':<22}"
+          f"{'arousal rho [95% CI]':<23}{'pc2 ar':>7}")
 
 
 def _ci(row: dict[str, Any], name: str) -> str:
@@ -181,7 +199,8 @@ def print_row(row: dict[str, Any]) -> None:
     layers = f"{row['layers_rule']} {','.join(map(str, row['layers']))}"
     print(f"{row['pooling']:<16}{row['method']:<14}{row['neutral_pcs']:>4} {layers:<20}{_ci(row, 'mean_auroc'):<22}"
           f"{_ci(row, 'top1'):<22}{row['top3']:>6.3f}{row['random_mean_auroc']:>8.3f}  {_ci(row, 'valence_rho'):<22}"
-          f"{row['pc1_r']:>6.3f}{row['magnitude_rho']:>8.3f}", flush=True)
+          f"{row['pc1_r']:>6.3f}{row['magnitude_rho']:>8.3f}  {_ci(row, 'lexical_fpr'):<22}{_ci(row, 'arousal_rho'):<23}"
+          f"{row['pc2_arousal_r']:>7.3f}", flush=True)
 
 
 def crossed_valence(pooled_by: dict[str, tuple[torch.Tensor, torch.Tensor]], data: LabelledTexts,
@@ -210,7 +229,7 @@ def mixed_pooling(pooled_by: dict[str, tuple[torch.Tensor, torch.Tensor]],
 
 
 def last_weight_rows(pooled_by: dict[str, tuple[torch.Tensor, torch.Tensor]], data: LabelledTexts,
-                     corpus: RatedSentences, layers: Sequence[int], n_boot: int, fits: Fits,
+                     corpus: RatedSentences, layers: Sequence[int], n_boot: int, fits: Fits, battery: Battery,
                      weights: Sequence[float] = LAST_WEIGHT_SWEEP) -> list[dict[str, Any]]:
     """``mean_last`` at other weights of the last token (default method and layers)."""
     rows = []
@@ -218,28 +237,45 @@ def last_weight_rows(pooled_by: dict[str, tuple[torch.Tensor, torch.Tensor]], da
         pooled, corpus_pooled = mixed_pooling(pooled_by, weight)
         label = {"pooling": f"mean_last@{weight:g}", "method": DEFAULT_METHOD, "neutral_pcs": DEFAULT_NEUTRAL_PCS,
                  "layers_rule": "default", "layers": list(layers)}
+        battery.mix(label["pooling"], MEAN_POOLING, "last", weight)
         rows.append(variant_row(pooled, data, corpus_pooled, corpus, layers, DEFAULT_METHOD, DEFAULT_NEUTRAL_PCS,
-                                n_boot, label, fits))
+                                n_boot, label, fits, battery))
         print_row(rows[-1])
     return rows
 
 
-def study(loaded: LoadedModel, cache: ActivationCache | None, *, quick: bool = False,
-          paired_only: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Fits]:
-    """Every variant's row (``paired_only``: the defaults' and the ``PAIRED`` variants' rows), the crossed valence
-    rows (``crossed_valence``, default method and layers; none with ``paired_only``) and every row's results."""
+def lexical_rows(pooled: torch.Tensor, data: LabelledTexts, corpus_pooled: torch.Tensor, corpus: RatedSentences,
+                 layers: Sequence[int], n_boot: int, fits: Fits, battery: Battery) -> list[dict[str, Any]]:
+    """The training option ``TrainOptions.lexical`` at each studied rule (default pooling, method and layers)."""
+    rows = []
+    for rule in LEXICAL_RULES_STUDIED:
+        label = {"pooling": DEFAULT_POOLING, "method": f"{DEFAULT_METHOD}+{rule}", "neutral_pcs": DEFAULT_NEUTRAL_PCS,
+                 "layers_rule": "default", "layers": list(layers)}
+        rows.append(variant_row(pooled, data, corpus_pooled, corpus, layers, DEFAULT_METHOD, DEFAULT_NEUTRAL_PCS,
+                                n_boot, label, fits, battery, lexical=rule))
+        print_row(rows[-1])
+    return rows
+
+
+def study(loaded: LoadedModel, cache: ActivationCache | None, *, quick: bool = False, paired_only: bool = False,
+          lexical_only: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Fits]:
+    """Every variant's row (``paired_only``: the defaults' and the ``PAIRED`` variants' rows; ``lexical_only``: the
+    defaults' and the lexical option's rows), the crossed valence rows (``crossed_valence``, default method and
+    layers; none with ``paired_only`` or ``lexical_only``) and every row's results."""
+    paired_only = paired_only or lexical_only
     examples = sample_examples()
     data = labelled_texts(examples, sorted({example.emotion for example in examples}), None)
     corpus = rated_sentences(100 if quick else None)
+    battery = Battery.empty(data.concepts, quick)
     all_layers = list(range(loaded.n_layers))
     rules = layer_rules(loaded.n_layers)
     n_boot = 100 if quick else N_BOOT
     rows: list[dict[str, Any]] = []
     fits: Fits = {}
     pooled_by: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    wanted = {DEFAULTS, *PAIRED.values()}
+    wanted = {DEFAULTS} if lexical_only else {DEFAULTS, *PAIRED.values()}
     poolings = [(rule, skip) for rule, skip in POOLINGS if pooling_label(PoolingSpec(rule, skip)) == DEFAULT_POOLING] \
-        if quick and not paired_only else POOLINGS
+        if (quick and not paired_only) or lexical_only else POOLINGS
     for pooling, skip in poolings:
         spec = PoolingSpec(pooling, skip)
         label = pooling_label(spec)
@@ -248,6 +284,7 @@ def study(loaded: LoadedModel, cache: ActivationCache | None, *, quick: bool = F
         started = time.perf_counter()
         pooled = pool_texts(loaded, data.texts, all_layers, spec, cache=cache, progress=sys.stderr.isatty())
         corpus_pooled = pool_texts(loaded, corpus.texts, all_layers, spec, cache=cache, progress=sys.stderr.isatty())
+        battery.prepare(loaded, label, spec, cache)
         print(f"pooled {label}: {time.perf_counter() - started:.1f}s", file=sys.stderr)
         pooled_by[label] = (pooled, corpus_pooled)
         methods: Sequence[str] = ("diff_of_means", DEFAULT_METHOD) if quick else DIRECTION_METHODS
@@ -259,19 +296,21 @@ def study(loaded: LoadedModel, cache: ActivationCache | None, *, quick: bool = F
                     row = {"pooling": label, "method": method, "neutral_pcs": neutral_pcs, "layers_rule": rule,
                            "layers": list(layers)}
                     rows.append(variant_row(pooled, data, corpus_pooled, corpus, layers, method, neutral_pcs,
-                                            n_boot, row, fits))
+                                            n_boot, row, fits, battery))
                     print_row(rows[-1])
         if label == DEFAULT_POOLING and not paired_only:
             for alpha in SHRINKAGE_SWEEP[:1] if quick else SHRINKAGE_SWEEP:
                 row = {"pooling": label, "method": f"lda_diagonal@{alpha:g}", "neutral_pcs": 0,
                        "layers_rule": "default", "layers": list(rules["default"])}
                 rows.append(variant_row(pooled, data, corpus_pooled, corpus, rules["default"],
-                                        fixed_shrinkage(alpha), 0, n_boot, row, fits))
+                                        fixed_shrinkage(alpha), 0, n_boot, row, fits, battery))
                 print_row(rows[-1])
+        if label == DEFAULT_POOLING:
+            rows += lexical_rows(pooled, data, corpus_pooled, corpus, rules["default"], n_boot, fits, battery)
     if MEAN_POOLING in pooled_by and "last" in pooled_by:
         weights = [float(key[0].split("@")[1]) for key in wanted if key[0].startswith("mean_last@")] if paired_only \
             else LAST_WEIGHT_SWEEP
-        rows += last_weight_rows(pooled_by, data, corpus, rules["default"], n_boot, fits, weights)
+        rows += last_weight_rows(pooled_by, data, corpus, rules["default"], n_boot, fits, battery, weights)
     crossed = [] if paired_only else crossed_valence(pooled_by, data, corpus, rules["default"], n_boot)
     return rows, crossed, fits
 
@@ -281,15 +320,19 @@ def paired_with_defaults(fits: Fits, key: RowKey) -> dict[str, PairedDifference]
     (None when either row was not scored)."""
     if key not in fits or DEFAULTS not in fits:
         return None
-    (cv, valence), (default_cv, default_valence) = fits[key], fits[DEFAULTS]
+    (cv, valence, control, arousal), (default_cv, default_valence, default_control, default_arousal) = \
+        fits[key], fits[DEFAULTS]
     cv_difference = paired_cv(cv, default_cv)
     return {"mean_auroc": cv_difference.mean_auroc, "top1": cv_difference.top1,
-            "valence_rho": paired_rho(valence, default_valence)}
+            "valence_rho": paired_rho(valence, default_valence),
+            "lexical_fpr": paired_fpr(control, default_control, cv.n_boot, SEED),
+            "arousal_rho": paired_arousal_rho(arousal, default_arousal)}
 
 
 def agrees(paired: dict[str, PairedDifference]) -> bool:
-    """One figure better beyond noise (paired CI above 0) and none worse beyond noise (no paired CI below 0)."""
-    signs = [paired[name].sign for name in PAIRED_FIGURES]
+    """One figure better beyond noise (paired CI above 0; below 0 for a lower-is-better figure, the lexical
+    false-positive rate) and none worse beyond noise."""
+    signs = [-paired[name].sign if name in LOWER_IS_BETTER else paired[name].sign for name in PAIRED_FIGURES]
     return max(signs) > 0 and min(signs) >= 0
 
 
@@ -305,7 +348,7 @@ def agreeing(rows: list[dict[str, Any]], fits: Fits) -> tuple[dict[str, Any] | N
         paired = paired_with_defaults(fits, row_key(row)) if row_key(row) != DEFAULTS else None
         if paired is not None and agrees(paired):
             better.append({**row, "paired": paired_summary(paired)})
-    return current, sorted(better, key=lambda row: -sum(row["paired"][name]["difference"] for name in PAIRED_FIGURES))
+    return current, sorted(better, key=lambda row: -sum(row["paired"][name]["difference"] for name in PAIRED_FIGURES[:3]))
 
 
 def _difference(difference: PairedDifference) -> str:
@@ -319,7 +362,7 @@ def paired_table(fits: Fits) -> dict[str, Any]:
     print(f"\npaired, variant minus the defaults ({' / '.join(map(str, DEFAULTS))}), same bootstrap draws; "
           "+/- after the CI: beyond noise")
     print(f"{'variant':<22}{'cv auroc diff [95% CI]':<28}{'top1 diff [95% CI]':<28}{'valence rho diff [95% CI]':<28}"
-          "agree")
+          f"{'lexical fpr diff [95% CI]':<28}{'arousal rho diff [95% CI]':<28}agree")
     table = {}
     for name, key in PAIRED.items():
         paired = paired_with_defaults(fits, key)
@@ -327,7 +370,8 @@ def paired_table(fits: Fits) -> dict[str, Any]:
             continue
         table[name] = {"variant": list(key), **paired_summary(paired), "agree": agrees(paired)}
         print(f"{name:<22}{_difference(paired['mean_auroc']):<28}{_difference(paired['top1']):<28}"
-              f"{_difference(paired['valence_rho']):<28}{'yes' if agrees(paired) else 'no'}", flush=True)
+              f"{_difference(paired['valence_rho']):<28}{_difference(paired['lexical_fpr']):<28}"
+              f"{_difference(paired['arousal_rho']):<28}{'yes' if agrees(paired) else 'no'}", flush=True)
     return table
 
 
@@ -347,13 +391,16 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=None, help="activation cache (reruns skip the model)")
     parser.add_argument("--quick", action="store_true", help="the default pooling, two methods, 100 sentences: a smoke run")
     parser.add_argument("--paired-only", action="store_true",
-                        help="only the defaults' row and the paired variants (mean, last, mean_last@0.3, mid, 4 PCs)")
+                        help="only the defaults' row and the paired variants (mean, last, mean_last@0.3, mid, 4 PCs, "
+                             "the lexical option's rules)")
+    parser.add_argument("--lexical-only", action="store_true",
+                        help="only the default pooling: the defaults' row and the lexical option's rules")
     args = parser.parse_args()
     loaded = load_model(args.model)
     print(HEADER)
     started = time.perf_counter()
     rows, crossed, fits = study(loaded, ActivationCache(args.cache_dir) if args.cache_dir else None,
-                                quick=args.quick, paired_only=args.paired_only)
+                                quick=args.quick, paired_only=args.paired_only, lexical_only=args.lexical_only)
     paired = paired_table(fits)
     current, better = agreeing(rows, fits)
     print(f"defaults' row: {json.dumps(_clean(current))}\nbetter beyond noise on one figure, worse on none: {len(better)}")

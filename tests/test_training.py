@@ -235,16 +235,17 @@ def test_train_with_auto_layers_forwards_each_text_once(tiny_model: LoadedModel)
     """Regression: selection pooled every text at every layer, then training forwarded them all again."""
     examples = _many_examples()
     with RowCounter(tiny_model) as counter:
-        auto = train(tiny_model, examples, TrainOptions(target_layers=AutoLayers(k=2, folds=3), batch_size=4))
+        auto = train(tiny_model, examples, TrainOptions(target_layers=AutoLayers(k=2, folds=3), batch_size=4,
+                                                        lexical="none"))
     assert auto.record is not None and counter.rows == auto.record.n_unique_texts == 40
 
 
 def test_train_with_a_token_budget_gives_the_vectors_of_count_batches(tiny_model: LoadedModel) -> None:
     """Batching changes which texts share a padded forward, not what the vectors are."""
     examples = _many_examples()
-    by_count = train(tiny_model, examples, TrainOptions(target_layers=(1, 3), batch_size=4))
+    by_count = train(tiny_model, examples, TrainOptions(target_layers=(1, 3), batch_size=4, lexical="none"))
     with RowCounter(tiny_model) as counter:
-        by_tokens = train(tiny_model, examples, TrainOptions(target_layers=(1, 3), batch_tokens=64))
+        by_tokens = train(tiny_model, examples, TrainOptions(target_layers=(1, 3), batch_tokens=64, lexical="none"))
     assert counter.rows == 40
     for layer in (1, 3):
         cosines = torch.nn.functional.cosine_similarity(by_count.vectors[layer], by_tokens.vectors[layer], dim=1)
@@ -280,7 +281,7 @@ def test_train_with_data_driven_shrinkage_and_neutral_removal_equals_fitting_the
     neutral = [Example(concept, "negative", f"plain note {j}: the bus left at {j} o'clock.", f"n{j}", 0.0, "train")
                for j in range(8) for concept in ("joy", "fear", "calm")]
     examples = _many_examples() + neutral
-    options = TrainOptions(method="lda_oas", neutral_pcs=2, target_layers=(1, 3), batch_size=5)
+    options = TrainOptions(method="lda_oas", neutral_pcs=2, target_layers=(1, 3), batch_size=5, lexical="none")
     artifact = train(tiny_model, examples, options)
     data = training_texts(examples)
     pooled = pool_texts(tiny_model, data.texts, [1, 3], options.pooling)

@@ -18,6 +18,8 @@ from amygdala.forward.pooling import POOLINGS, PoolingSpec
 
 RECORD_FIELDS = ("model", "training", "layer_selection")
 Rules = tuple[tuple[str, str, Callable[[Any], bool]], ...]
+LEXICAL_RULE_NAMES = ("none", "negatives", "project", "both")
+"""The names of ``training.lexical.LEXICAL_RULES`` (the artifact does not import training)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class TrainingRecord:
     neutral_pcs: int = 0
     """Principal components of the neutral texts removed before fitting (``amygdala.training.neutral``); written only
     when more than zero."""
+    lexical: str = "none"
+    """The lexical remedy it was trained with (``training.lexical.LEXICAL_RULES``); written only when not none."""
 
 
 def record_fields(record: TrainingRecord) -> dict[str, Any]:
@@ -102,6 +106,8 @@ def record_fields(record: TrainingRecord) -> dict[str, Any]:
         fields["training"]["shrinkage"] = {str(layer): alpha for layer, alpha in record.shrinkage.items()}
     if record.neutral_pcs:
         fields["training"]["neutral_pcs"] = record.neutral_pcs
+    if record.lexical != "none":
+        fields["training"]["lexical"] = record.lexical
     if record.layer_curve is not None:
         fields["layer_selection"] = record.layer_curve.to_json()
     return fields
@@ -149,8 +155,9 @@ _TRAINING: Rules = (
     ("world_size", "a positive integer", lambda v: _is_int(v) and v > 0),
     ("shrinkage", "an object of layer -> number in [0, 1]", _is_shrinkage),
     ("neutral_pcs", "a non-negative integer", _is_count),
+    ("lexical", " or ".join(map(repr, LEXICAL_RULE_NAMES)), lambda v: v in LEXICAL_RULE_NAMES),
 )
-_OPTIONAL_TRAINING = ("world_size", "shrinkage", "neutral_pcs")
+_OPTIONAL_TRAINING = ("world_size", "shrinkage", "neutral_pcs", "lexical")
 _MODEL: Rules = (
     ("id", "a string", lambda v: isinstance(v, str)),
     ("fingerprint", "a string or null", lambda v: v is None or isinstance(v, str)),
@@ -207,4 +214,4 @@ def record_from_manifest(manifest: Mapping[str, Any]) -> TrainingRecord | None:
         world_size=training.get("world_size", 1),
         shrinkage={int(layer): float(alpha) for layer, alpha in training["shrinkage"].items()}
         if "shrinkage" in training else None,
-        neutral_pcs=training.get("neutral_pcs", 0))
+        neutral_pcs=training.get("neutral_pcs", 0), lexical=training.get("lexical", "none"))

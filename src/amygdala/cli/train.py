@@ -27,6 +27,7 @@ def _summary(run: TrainRun) -> str:
              *([f"shrinkage chosen per layer: {', '.join(f'{k}: {v:.3f}' for k, v in record.shrinkage.items())}"]
                if record.shrinkage else []),
              *([f"removed {record.neutral_pcs} neutral principal component(s) per layer"] if record.neutral_pcs else []),
+             *([f"lexical remedy: {record.lexical}"] if record.lexical != "none" else []),
              f"vectors:  {run.vectors_path}", f"manifest: {run.manifest_path}"]
     return "\n".join(lines + ([f"eLH:      {run.elh_path}"] if run.elh_path else []))
 
@@ -46,6 +47,7 @@ def train_command(
     skip_tokens: int | None = typer.Option(None, "--skip-tokens", help="With --pooling mean or mean_last: skip each text's first K tokens (BOS counts as one). Default: 1 for those, 0 for last."),
     method: str = typer.Option("lda_diagonal", "--method", help="Direction method: diff_of_means, mean_centered, lda, lda_diagonal (diagonal shrinkage 0.9), or lda_oas / lda_rblw (diagonal shrinkage chosen per layer from the data by OAS / Rao-Blackwell Ledoit-Wolf)."),
     remove_neutral_pcs: int = typer.Option(0, "--remove-neutral-pcs", help="Project out the top K principal components of the neutral train texts (positive for no concept) before fitting; 0: none."),
+    lexical: str = typer.Option("negatives", "--lexical", help="Keep vectors from firing on a concept's name alone: negatives (the default: mix the mean of bundled template texts that name the concepts into each concept's negatives), project (remove the bare name's direction from each vector), both, or none (the original recipe)."),
     chat_template: bool = typer.Option(False, "--chat-template", help="Wrap texts in the model's chat template."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Keep pooled activations here; reruns skip the model and resume."),
     emotions: str | None = typer.Option(None, "--emotions", help="Comma-separated emotions to train (default: all files)."),
@@ -60,6 +62,7 @@ def train_command(
     from amygdala.forward.pooling import Pooling, PoolingSpec
     from amygdala.pipeline import train_files
     from amygdala.training.directions import MethodName
+    from amygdala.training.lexical import LexicalRule
     from amygdala.training.stage import TrainOptions
 
     layers = options.parse_target_layers(target_layers)
@@ -67,7 +70,7 @@ def train_command(
         raise typer.BadParameter(f"{layout!r} is not 'layers' or 'eLH'", param_hint="--format")
     spec = PoolingSpec(cast(Pooling, pooling), skip_tokens, chat_template, max_length)
     train_options = TrainOptions(target_layers=layers, pooling=spec, method=cast(MethodName, method),
-                                 neutral_pcs=remove_neutral_pcs,
+                                 neutral_pcs=remove_neutral_pcs, lexical=cast(LexicalRule, lexical),
                                  batch_size=batch_size, batch_tokens=batch_tokens, cache_dir=cache_dir,
                                  progress=not no_progress and options.is_main_rank())
     run = train_files(training_data_dir, output, train_options, model=model, dtype=dtype, device=device,

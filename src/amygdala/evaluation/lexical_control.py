@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from amygdala.evaluation.metrics import Interval, PairedDifference, PairingError, paired_difference, percentile_interval
 from amygdala.training.splits import LabelledTexts
 
 CONTROL_FILE = "lexical_control.jsonl"
@@ -98,3 +99,29 @@ def lexical_control(scores: torch.Tensor, data: LabelledTexts, control_scores: t
     negative_rates = [entry.negative_rate for entry in per_concept if not math.isnan(entry.negative_rate)]
     return LexicalControl(tuple(per_concept), hits / measured if measured else math.nan,
                           sum(negative_rates) / len(negative_rates) if negative_rates else math.nan, measured)
+
+
+def fpr_replicates(result: LexicalControl, n_boot: int, seed: int) -> torch.Tensor:
+    """The overall false-positive rate on ``n_boot`` seeded draws of the concepts with replacement (a concept's
+    control texts are drawn together: they share its threshold), ``[n_boot]``. The draws depend only on the
+    number of concepts, ``n_boot`` and ``seed``, so two results over the same concepts share them."""
+    hits = torch.tensor([entry.false_positive_rate * entry.n_control for entry in result.per_concept],
+                        dtype=torch.float64)
+    counts = torch.tensor([entry.n_control for entry in result.per_concept], dtype=torch.float64)
+    generator = torch.Generator().manual_seed(seed)
+    draws = torch.randint(0, len(counts), (n_boot, len(counts)), generator=generator)
+    return hits[draws].sum(dim=1) / counts[draws].sum(dim=1)
+
+
+def paired_fpr(a: LexicalControl, b: LexicalControl, n_boot: int = 1000, seed: int = 0) -> PairedDifference:
+    """``a``'s false-positive rate minus ``b``'s with the CI over the same draws of the concepts (both must
+    measure the same concepts)."""
+    if [e.concept for e in a.per_concept] != [e.concept for e in b.per_concept]:
+        raise PairingError("paired false-positive rates need two lexical controls over the same concepts")
+    return paired_difference(a.false_positive_rate, fpr_replicates(a, n_boot, seed), b.false_positive_rate,
+                             fpr_replicates(b, n_boot, seed))
+
+
+def fpr_interval(result: LexicalControl, n_boot: int = 1000, seed: int = 0) -> Interval:
+    """The overall false-positive rate with its 95% CI over draws of the concepts."""
+    return percentile_interval(result.false_positive_rate, fpr_replicates(result, n_boot, seed))

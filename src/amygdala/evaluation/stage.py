@@ -70,6 +70,14 @@ from amygdala.forward.pooled import pool_texts
 from amygdala.readout.attach import read_text, warn_if_other_model
 from amygdala.readout.projection import Projector, ReadoutOptions, calibrated, project_pooled, projector_for
 from amygdala.training.directions import DEFAULT_METHOD, DIRECTION_METHODS, fit_directions
+from amygdala.training.lexical import (
+    hard_negative_data,
+    lexical_fit,
+    naming_texts,
+    uses_negatives,
+    uses_projection,
+    word_directions,
+)
 from amygdala.training.splits import LabelledTexts, key_folds, labelled_texts
 from amygdala.training.statistics import stats_device
 
@@ -125,6 +133,15 @@ def _pooled_rows(loaded: LoadedModel, groups: Sequence[Sequence[str]], layers: S
     return list(torch.split(pooled, [len(group) for group in groups]))
 
 
+def _lexical_groups(artifact: ReadoutArtifact, options: EvalOptions) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The hard negatives' and naming phrases' texts the folds refit with, when trained with a lexical rule."""
+    rule = artifact.record.lexical if artifact.record is not None else "none"
+    if options.folds is None:
+        return (), ()
+    return (hard_negative_data(artifact.concepts).texts if uses_negatives(rule) else (),
+            naming_texts(artifact.concepts) if uses_projection(rule) else ())
+
+
 @dataclass(frozen=True)
 class _Checks:
     crossval: CrossValidation | None
@@ -135,17 +152,25 @@ class _Checks:
 def _checks(artifact: ReadoutArtifact, everything: LabelledTexts, pooled: list[torch.Tensor],
             heldout: LabelledTexts, held_z: torch.Tensor, projector: Projector, corpus: RatedSentences | None,
             options: EvalOptions, device: torch.device) -> _Checks:
-    """Cross-validation, valence check and lexical control on the pooled (all texts, control, corpus) rows."""
-    all_pooled, control_pooled, corpus_pooled = pooled
+    """Cross-validation, valence check and lexical control on the pooled (all texts, control, corpus, hard
+    negatives, naming phrases) rows; the folds refit as the artifact was trained (neutral PCs, lexical rule)."""
+    all_pooled, control_pooled, corpus_pooled, negatives_pooled, naming_pooled = pooled
     control = control_texts(artifact.concepts)
     crossval = None
     if options.folds is not None:
         method = options.method or DEFAULT_METHOD
         neutral_pcs = artifact.record.neutral_pcs if artifact.record is not None else 0  # refit as trained
+        def fit(part_pooled: torch.Tensor, part: LabelledTexts) -> dict[int, torch.Tensor]:
+            return fit_directions(part_pooled, part, artifact.layers, method, device, neutral_pcs=neutral_pcs)
+
+        rule = artifact.record.lexical if artifact.record is not None else "none"
         crossval = cross_validate(all_pooled, everything, everything.keys, artifact.layers, folds=options.folds,
                                   seed=options.seed, n_boot=options.n_boot, extra=control_pooled,
-                                  fit=lambda p, d: fit_directions(p, d, artifact.layers, method, device,
-                                                                  neutral_pcs=neutral_pcs))
+                                  fit=fit if rule == "none" else lexical_fit(
+                                      method, rule, negatives_pooled,
+                                      word_directions(naming_pooled, len(artifact.concepts)) if len(naming_pooled)
+                                      else naming_pooled, artifact.layers, device,
+                                      neutral_pcs))
     lexical = None
     if control:
         if crossval is not None and crossval.extra_z is not None:
@@ -175,7 +200,8 @@ def evaluate(loaded: LoadedModel, artifact: ReadoutArtifact, examples: Sequence[
     everything = labelled_texts(examples, concepts, None)
     corpus = rated_sentences(options.valence_sentences) if options.valence_check else None
     groups = [heldout.texts, train.texts, everything.texts if options.folds else (),
-              [item.text for item in control_texts(concepts)], corpus.texts if corpus else ()]
+              [item.text for item in control_texts(concepts)], corpus.texts if corpus else (),
+              *_lexical_groups(artifact, options)]
     check_same_inputs(world, "examples, vectors, model or options", {
         "texts": hashlib.sha256("\n".join(text for group in groups for text in group).encode()).hexdigest(),
         "vectors": [artifact.concepts, artifact.layers], "model": loaded.fingerprint,

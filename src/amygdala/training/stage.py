@@ -42,6 +42,15 @@ from amygdala.training.directions import (
     compute_directions,
 )
 from amygdala.training.layers import AutoLayers, select_layers, selection_problems
+from amygdala.training.lexical import (
+    DEFAULT_LEXICAL,
+    LEXICAL_RULES,
+    LexicalRule,
+    hard_negative_stats,
+    uses_negatives,
+    uses_projection,
+    word_projection,
+)
 from amygdala.training.neutral import (
     check_neutral_count,
     neutral_components,
@@ -69,7 +78,7 @@ class TrainError(AmygdalaError):
 # a diagonal-shrinkage LDA direction that keeps Gemma's few huge-variance dimensions from dominating.
 # Neutral-PC removal changed no figure of the study beyond paired noise for that method, so DEFAULT_NEUTRAL_PCS
 # is 0.
-CAA_RECIPE: dict[str, Any] = {"method": "diff_of_means", "pooling": PoolingSpec("last")}
+CAA_RECIPE: dict[str, Any] = {"method": "diff_of_means", "pooling": PoolingSpec("last"), "lexical": "none"}
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,10 @@ class TrainOptions:
     """Remove this many principal components of the neutral train texts (positive for no concept) before
     fitting (``amygdala.training.neutral``); 0: none. The artifact keeps ordinary unit vectors ``Pv``. Automatic layer
     selection (``AutoLayers``) scores the layers without it."""
+    lexical: LexicalRule = DEFAULT_LEXICAL
+    """Keep the vectors from firing on a concept's name alone (``training.lexical``): ``negatives`` (default) mixes
+    the mean of template texts that name the concepts into each concept's negatives, ``project`` removes the
+    name's own direction from each vector, ``both`` does both; ``none``: neither (the original recipe)."""
     dtype: DtypeName | None = None
     """Forward-pass precision; must be the dtype the model was loaded in (None: whatever that is). Statistics
     are always fp64 and the artifact's vectors float32; the forward dtype is recorded in the training record."""
@@ -143,6 +156,8 @@ def _option_problems(loaded: LoadedModel, options: TrainOptions, data: LabelledT
             problems.append(f"dtype {options.dtype} differs from the model's {loaded.dtype}: load it with that dtype")
     except ValueError as exc:
         problems.append(str(exc))
+    if options.lexical not in LEXICAL_RULES:
+        problems.append(f"lexical {options.lexical!r} is not one of {', '.join(LEXICAL_RULES)}")
     if options.method not in DIRECTION_METHODS:
         problems.append(f"method {options.method!r} is not one of {', '.join(DIRECTION_METHODS)}")
     problems += Batching(options.batch_size, options.batch_tokens).problems()
@@ -237,7 +252,7 @@ def _checked_data(loaded: LoadedModel, examples: Sequence[Example], options: Tra
     check_same_inputs(world, "training data, model or options", {
         "data": data_sha256(examples), "model": loaded.fingerprint, "dtype": loaded.dtype,
         "options": [repr(options.target_layers), options.method, repr(options.pooling), options.batch_size,
-                    options.batch_tokens, options.neutral_pcs]})
+                    options.batch_tokens, options.neutral_pcs, options.lexical]})
     return data
 
 
@@ -254,7 +269,11 @@ def train(loaded: LoadedModel, examples: Sequence[Example], options: TrainOption
     cache = ActivationCache(options.cache_dir) if options.cache_dir is not None else None
     logger.info("training %d concepts on %d unique texts on %s", len(data.concepts), len(data.texts), loaded.device)
     stats, neutral, curve = _statistics(loaded, data, options, world, cache)
-    vectors, shrinkage = fit_statistics(stats, neutral, options.method, options.neutral_pcs)
+    mixed = hard_negative_stats(loaded, stats, options.pooling, cache, world) if uses_negatives(options.lexical) \
+        else stats
+    vectors, shrinkage = fit_statistics(mixed, neutral, options.method, options.neutral_pcs)
+    if uses_projection(options.lexical):
+        vectors = word_projection(loaded, vectors, stats.concepts, options.pooling, cache, world)
     calibration = calibrate(stats, vectors)
     counts = data.counts()
     record = TrainingRecord(
@@ -262,6 +281,7 @@ def train(loaded: LoadedModel, examples: Sequence[Example], options: TrainOption
         pooling=options.pooling, forward_dtype=loaded.dtype,
         counts={concept: (row["positive"], row["negative"]) for concept, row in counts.items()},
         n_unique_texts=len(data.texts), data_sha256=data_sha256([e for e in examples if e.split == "train"]),
-        layer_curve=curve, world_size=world.world_size, shrinkage=shrinkage, neutral_pcs=options.neutral_pcs)
+        layer_curve=curve, world_size=world.world_size, shrinkage=shrinkage, neutral_pcs=options.neutral_pcs,
+        lexical=options.lexical)
     return ReadoutArtifact(data.concepts, stats.layers, {layer: v.cpu() for layer, v in vectors.items()},
                            loaded.hidden_size, "float32", calibration.to_cpu(), record)

@@ -54,13 +54,15 @@ def mean_of(values: Sequence[float]) -> float:
 
 
 def summary_table(evaluation: Evaluation) -> Table:
-    """Per concept: held-out counts, AUROC (mean and min over layers), Cohen's d, random baseline, stability."""
+    """Per concept: held-out counts, AUROC (mean and min over layers), Cohen's d, random baseline, stability, and
+    the lexical control's false-positive rate (``word FPR``; out-of-fold when cross-validated)."""
     summary = evaluation.summary()
     table = Table(title=f"held-out separation at layers {', '.join(map(str, evaluation.layers))}",
                   caption=(f"mean AUROC {fmt(summary['mean_auroc'])} (min {fmt(summary['min_auroc'])}), random "
                            f"{fmt(summary['random_mean_auroc'])}, top-1 {fmt(summary['top1'])}, top-3 "
                            f"{fmt(summary['top3'])}, stability {fmt(summary['mean_stability'])}"))
-    for name in ("concept", "pos/neg", "AUROC", "min", "d", "random", "stability", "flags"):
+    word_fpr = _word_fpr(evaluation)
+    for name in ("concept", "pos/neg", "AUROC", "min", "d", "random", "stability", "word FPR", "flags"):
         table.add_column(name, justify="left" if name in ("concept", "flags") else "right", no_wrap=name != "flags")
     flags = concept_flags(evaluation)
     for concept, scores in scores_by_concept(evaluation).items():
@@ -68,10 +70,16 @@ def summary_table(evaluation: Evaluation) -> Table:
         table.add_row(_name(concept), f"{scores[0].n_positive}/{scores[0].n_negative}", fmt(mean_of(aurocs)),
                       fmt(min((a for a in aurocs if not math.isnan(a)), default=math.nan)),
                       fmt(mean_of([s.cohens_d for s in scores]), 2), fmt(mean_of([s.random_auroc for s in scores])),
-                      fmt(mean_of([s.stability for s in scores])),
+                      fmt(mean_of([s.stability for s in scores])), word_fpr.get(concept, "-"),
                       _name(" ".join(flags[concept][:2]) + (f" +{len(flags[concept]) - 2}"
                                                              if flags[concept][2:] else "")))
     return table
+
+
+def _word_fpr(evaluation: Evaluation) -> dict[str, str]:
+    """Per concept: the lexical control's false-positive rate (texts naming it above its 90%-TPR threshold)."""
+    lexical = evaluation.lexical
+    return {} if lexical is None else {c.concept: fmt(c.false_positive_rate, 2) for c in lexical.per_concept}
 
 
 def ci(interval: Interval) -> str:
