@@ -21,7 +21,8 @@ from amygdala.extraction.examples import Example, Split
 
 @dataclass(frozen=True)
 class LabelledTexts:
-    """Unique texts with their node keys (a synthetic row's: its topic, ``Example.group``) and indicator matrices ``[n_texts, n_concepts]`` (bool): row ``i`` of
+    """Unique texts with their node keys (a synthetic row's: its topic, ``Example.group``) and indicator matrices
+    ``[n_texts, n_concepts]`` (bool): row ``i`` of
     ``positive`` / ``negative`` marks the concepts text ``i`` is a positive / a negative example of."""
 
     concepts: tuple[str, ...]
