@@ -22,10 +22,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 PROMPTS = {"story.txt": "Emotion: {emotion}. Topic: {topic}.", "neutral.txt": "Dialogue. Topic: {topic}.",
            "topics.txt": "garden\nharbour\nkitchen\nlibrary\n"}
-WORDS = ("the old map lay open on a table beside a cup of tea while rain tapped at the window and a clock "
+_TEXT = ("the old map lay open on a table beside a cup of tea while rain tapped at the window and a clock "
          "ticked somewhere in the hall as someone counted coins sorted letters folded towels checked a list "
          "walked to the door looked out at the street and wrote a short note about bread milk nails paint "
-         "string glue stamps keys and a bicycle pump").split()
+         "string glue stamps keys and a bicycle pump")
+WORDS = tuple(_TEXT.split())
 
 
 def canned_text(message: str, seed: int) -> tuple[str, str]:
