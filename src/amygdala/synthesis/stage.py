@@ -92,10 +92,16 @@ def journal_path_for(output_dir: Path) -> Path:
 
 
 def _topics(prompts: PromptSet, options: SynthesizeOptions) -> tuple[str, ...]:
-    if options.n_topics is not None and options.n_topics > len(prompts.topics):
-        raise SynthesisError(f"--topics {options.n_topics} is more than the {len(prompts.topics)} topics of "
-                             f"{prompts.origins['topics.txt']}: lower it, or add topics with --prompts")
     return prompts.topics[: options.n_topics]
+
+
+def _topic_problems(prompts: PromptSet, options: SynthesizeOptions) -> list[str]:
+    origin = prompts.origins["topics.txt"]
+    if options.n_topics is not None and options.n_topics > len(prompts.topics):
+        return [f"--topics {options.n_topics} is more than the {len(prompts.topics)} topics of "
+                f"{'the bundled topics.txt' if origin == 'bundled' else origin}: lower it, or add topics with "
+                "--prompts"]
+    return []
 
 
 def plan_requests(endpoint: Endpoint, prompts: PromptSet, options: SynthesizeOptions) -> list[Request]:
@@ -165,9 +171,9 @@ def synthesize(endpoint: Endpoint, options: SynthesizeOptions, output_dir: Path 
                force: bool = False) -> SynthesisResult:
     """Write, filter and publish an examples dir of synthetic stories (see the module docstring)."""
     output_dir = Path(output_dir)
-    if problems := endpoint.problems() + options.problems():
-        raise SynthesisError("synthesize options: " + "; ".join(problems))
     prompts = load_prompts(options.prompts_dir)
+    if problems := endpoint.problems() + options.problems() + _topic_problems(prompts, options):
+        raise SynthesisError("synthesize options: " + "; ".join(problems))
     requests = plan_requests(endpoint, prompts, options)
     check_output_dir(output_dir, force)
     journal_path = options.journal or journal_path_for(output_dir)
