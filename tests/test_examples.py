@@ -245,3 +245,25 @@ def test_bundled_sample_gives_clean_examples_for_every_emotion(sample_graph_path
         assert all(count_mentions(e.text, emotion) == 0 for e in examples), f"{emotion} text names {emotion}"
         (tmp_path / f"{emotion}.jsonl").write_text("".join(e.to_json() + "\n" for e in examples))
         assert read_examples_file(tmp_path / f"{emotion}.jsonl") == list(examples)
+
+
+def test_example_files_without_source_or_topic_load_as_graph_rows(tmp_path: Path) -> None:
+    old = tmp_path / "joy.jsonl"
+    old.write_text('{"emotion": "joy", "polarity": "positive", "text": "t", "key": "k", "score": 9, "split": "train"}\n')
+    (example,) = read_examples_file(old)
+    assert (example.source, example.topic, example.group) == ("graph", None, "k")
+
+
+def test_synthetic_rows_keep_source_and_topic_and_group_by_topic(tmp_path: Path) -> None:
+    row = Example("joy", "positive", "A story.", "story/joy/baking/0", 10.0, "heldout", "synthetic", "baking")
+    (tmp_path / "joy.jsonl").write_text(row.to_json() + "\n")
+    assert read_examples_file(tmp_path / "joy.jsonl") == [row]
+    assert row.group == "topic:baking"
+
+
+def test_an_unknown_source_is_refused_with_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "joy.jsonl"
+    bad.write_text('{"emotion": "joy", "polarity": "positive", "text": "t", "key": "k", "score": 9, "split": "train", '
+                   '"source": "web"}\n')
+    with pytest.raises(ExamplesError, match=r"joy.jsonl:1: source 'web'"):
+        read_examples_file(bad)

@@ -34,7 +34,8 @@ def test_extract_writes_one_file_per_emotion_and_a_manifest(tmp_path: Path) -> N
     assert result.files == ("calm.jsonl", "joy.jsonl", MANIFEST)
     assert sorted(tree(tmp_path / "out")) == ["calm.jsonl", MANIFEST, "joy.jsonl"]
     first = json.loads((tmp_path / "out" / "joy.jsonl").read_text().splitlines()[0])
-    assert list(first) == ["emotion", "polarity", "text", "key", "score", "split"]
+    assert list(first) == ["emotion", "polarity", "text", "key", "score", "split", "source"]
+    assert first["source"] == "graph"
     assert read_examples(tmp_path / "out") == [e for emotion in ("calm", "joy") for e in result.selection.examples[emotion]]
 
 

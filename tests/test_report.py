@@ -42,6 +42,7 @@ def test_write_report_json_holds_every_figure_with_nan_as_null(evaluation: Evalu
     assert data["summary"]["n_unmeasured"] == 2 and data["layer_selection"]["chosen"] == [1, 3]
     assert [r["layer"] for r in data["ranking"]] == [1, 3, None]
     assert len(data["crosstalk"]["layers"][0]["cosine"]) == 3 and len(data["crosstalk"]["phi"]) == 3
+    assert data["cross_source"] is None and data["concept_space"]["published_r"] == {"valence": 0.81}
     readout = data["readouts"][0]
     assert readout["label"] == "held-out positive: anger"
     assert len(readout["values"]) == len(readout["tokens"]) and len(readout["values"][0]) == 2
@@ -50,7 +51,9 @@ def test_write_report_json_holds_every_figure_with_nan_as_null(evaluation: Evalu
 def test_write_report_html_is_self_contained(evaluation: Evaluation, tmp_path: Path) -> None:
     _, html_path = write_report(evaluation, tmp_path)
     page = html_path.read_text()
-    assert len(re.findall(r'<img alt="figure" src="data:image/png;base64,', page)) == 4
+    # the layer curve, AUROC map, cosines, confusion, and the concept space (joy, anger, fear: all rated)
+    assert len(re.findall(r'<img alt="figure" src="data:image/png;base64,', page)) == 5
+    assert "<h2>Concept space</h2>" in page and "published PC1 r 0.81" in page
     assert not re.search(r'(src|href)="(?!data:)', page), "the page must not load anything"
     assert "held-out positive: joy" in page and "<span style=\"background:" in page
 

@@ -66,3 +66,12 @@ def test_key_folds_keep_a_node_in_one_fold_and_depend_on_the_seed() -> None:
     fold_of_key = [{keys[row] for row in fold} for fold in folds]
     assert all(a.isdisjoint(b) for i, a in enumerate(fold_of_key) for b in fold_of_key[i + 1:])
     assert folds == key_folds(keys, 4, seed=0) != key_folds(keys, 4, seed=1)
+
+
+def test_folds_of_synthetic_rows_hold_out_whole_topics() -> None:
+    rows = [Example("joy", "positive" if i % 2 else "negative", f"story {i}", f"story/{i}", 10.0, "train",
+                    "synthetic", f"topic{i % 5}") for i in range(40)]
+    data = labelled_texts(rows, ["joy"], "train")
+    parts = key_folds(data.keys, 5, seed=0)
+    topics = [{rows[r].topic for r in part} for part in parts]
+    assert all(len(t) == 1 for t in topics) and len(set().union(*topics)) == 5

@@ -31,7 +31,7 @@ from amygdala.artifact import (
 )
 from amygdala.evaluation.results import EvalOptions, Evaluation
 from amygdala.evaluation.stage import check_inputs, evaluate
-from amygdala.extraction.examples import Example, read_examples
+from amygdala.extraction.examples import Example, read_example_dirs
 from amygdala.forward.devices import describe, resolve_device, resolve_dtype
 from amygdala.forward.distributed import barrier, joined
 from amygdala.forward.launcher import SINGLE, DistributedError, World, world_from_env
@@ -72,11 +72,16 @@ class TrainRun:
     world: World
 
 
-def train_files(training_data_dir: Path, output: Path, options: TrainOptions = TrainOptions(), *,
+def _dirs(training_data_dir: Path | Sequence[Path]) -> list[Path]:
+    return [Path(training_data_dir)] if isinstance(training_data_dir, (str, Path)) else list(training_data_dir)
+
+
+def train_files(training_data_dir: Path | Sequence[Path], output: Path, options: TrainOptions = TrainOptions(), *,
                 model: ModelSource = DEFAULT_MODEL, dtype: str | None = None, device: str | None = None,
                 device_map: str | dict[str, object] | None = None, emotions: Sequence[str] | None = None,
                 manifest: Path | None = None, write_elh: bool = False, world: World | None = None) -> TrainRun:
-    """``<emotion>.jsonl`` examples -> ``readout.safetensors`` + manifest (+ the eLH file with ``write_elh``).
+    """``<emotion>.jsonl`` examples (of one dir, or several read together: a graph's and a synthesized one)
+    -> ``readout.safetensors`` + manifest (+ the eLH file with ``write_elh``).
 
     Every output path is checked before the model loads, and the output's lock is held for the whole run (by
     rank 0 of a data-parallel run, the one that writes): a second train into the same output is refused
@@ -85,7 +90,7 @@ def train_files(training_data_dir: Path, output: Path, options: TrainOptions = T
     if world.is_parallel and device_map is not None:
         raise DistributedError("a data-parallel run holds one model per rank: drop --device-map, or launch one "
                                "process that spreads the model with it")
-    examples = read_examples(training_data_dir, list(emotions) if emotions else None)
+    examples = read_example_dirs(_dirs(training_data_dir), list(emotions) if emotions else None)
     check_output_file(*artifact_paths(output, manifest, write_elh))
     start = time.perf_counter()
     target = _target(model, device, world)
@@ -122,9 +127,10 @@ def _eval_texts(texts: Path | None, examples: list[Example], count: int) -> list
         return [(str(item.id), item.text) for item in parse_input_lines(handle, str(texts))]
 
 
-def evaluate_files(vectors: Path, training_data_dir: Path, report_dir: Path, options: EvalOptions = EvalOptions(),
-                   *, manifest: Path | None = None, model: ModelSource = DEFAULT_MODEL, dtype: str | None = None,
-                   device: str | None = None, texts: Path | None = None, n_texts: int = 6,
+def evaluate_files(vectors: Path, training_data_dir: Path | Sequence[Path], report_dir: Path,
+                   options: EvalOptions = EvalOptions(), *, manifest: Path | None = None,
+                   model: ModelSource = DEFAULT_MODEL, dtype: str | None = None, device: str | None = None,
+                   texts: Path | None = None, n_texts: int = 6,
                    pooling: Pooling | None = None, skip_tokens: int | None = None,
                    world: World | None = None) -> EvalRun:
     """Evaluate an artifact on its examples' held-out split and write ``report.json`` + ``report.html`` (rank 0
@@ -140,7 +146,7 @@ def evaluate_files(vectors: Path, training_data_dir: Path, report_dir: Path, opt
     if pooling is not None or skip_tokens is not None:
         spec = options.pooling or artifact.pooling
         options = replace(options, pooling=spec.overridden(pooling=pooling, skip_tokens=skip_tokens))
-    examples = read_examples(training_data_dir, list(artifact.concepts))
+    examples = read_example_dirs(_dirs(training_data_dir), list(artifact.concepts))
     check_inputs(artifact, examples, options.resolved(artifact))  # before the model loads
     pairs = _eval_texts(texts, examples, n_texts)
     trained_dtype = artifact.record.forward_dtype if artifact.record is not None else "float32"

@@ -8,7 +8,7 @@ import sys
 
 # isort: off
 # Importing a command module registers its commands; the order here is the order of `amygdala --help` (data flow).
-from amygdala.cli import extract, train, eval, readout, serve, watch, export, demo  # noqa: F401
+from amygdala.cli import extract, synthesize, train, eval, readout, serve, watch, export, demo  # noqa: F401
 # isort: on
 from amygdala.cli.app import CliState, app
 from amygdala.cli.errors import (

@@ -14,7 +14,7 @@ from amygdala.cli.app import app
 def eval_command(
     vectors: Path = typer.Option(..., "--vectors", help="readout.safetensors from `amygdala train`."),
     manifest: Path | None = typer.Option(None, "--manifest", help="Manifest (default: readout.json beside --vectors)."),
-    training_data_dir: Path = typer.Option(..., "--training-data-dir", help="The <emotion>.jsonl examples (train and heldout splits)."),
+    training_data_dir: list[Path] = typer.Option(..., "--training-data-dir", help="The <emotion>.jsonl examples (train and heldout splits); repeat it for several dirs (graph and synthetic: the report adds an across-sources table)."),
     model: str = typer.Option("default", "--model", help="The model the vectors were trained on ('default', 'smollm2', an HF folder or a .gguf)."),
     report_dir: Path = typer.Option(Path("amygdala-out/report"), "--report-dir", help="Where report.json and report.html go."),
     texts: Path | None = typer.Option(None, "--texts", help="JSONL ({\"id\", \"text\"}) or plain lines to read out token by token (default: a few held-out positives)."),
@@ -35,7 +35,14 @@ def eval_command(
     """Measure readout vectors on the held-out split: separation, ranking, cross-talk, stability; write a report."""
     from rich.console import Console
 
-    from amygdala.evaluation.report import check_lines, crossval_table, curve_table, summary_table
+    from amygdala.evaluation.report import (
+        check_lines,
+        concept_space_line,
+        cross_source_table,
+        crossval_table,
+        curve_table,
+        summary_table,
+    )
     from amygdala.evaluation.results import EvalOptions
     from amygdala.outputs.sanitise import terminal_line
     from amygdala.pipeline import evaluate_files
@@ -59,8 +66,11 @@ def eval_command(
         console.print(summary_table(run.evaluation))
         if crossval is not None:
             console.print(crossval_table(crossval))
-        for line in check_lines(run.evaluation):
-            typer.echo(terminal_line(line))
+        if run.evaluation.cross_source is not None:
+            console.print(cross_source_table(run.evaluation.cross_source))
+        for line in [*check_lines(run.evaluation), concept_space_line(run.evaluation.concept_space)]:
+            if line is not None:
+                typer.echo(terminal_line(line))
         typer.echo(f"report: {run.html_path}\njson:   {run.json_path}  (pooled on {run.device})")
         if failed:
             typer.echo(f"amygdala: mean {gated} AUROC {mean_auroc:.3f} at layers {list(run.artifact.layers)} is "

@@ -34,7 +34,7 @@ def _summary(run: TrainRun) -> str:
 
 @app.command("train")
 def train_command(
-    training_data_dir: Path = typer.Option(..., "--training-data-dir", help="Folder of <emotion>.jsonl examples."),
+    training_data_dir: list[Path] = typer.Option(..., "--training-data-dir", help="Folder of <emotion>.jsonl examples; repeat it to train on several together (e.g. an extract dir and a synthesize dir)."),
     model: str = options.MODEL,
     target_layers: str | None = typer.Option(None, "--target-layers", help="Decoder blocks, e.g. 5,9,12,15 (layer_<idx> = output of block idx), or auto[:K]: the K (default 4) best by validation AUROC on the train split. Default: 4 layers over 40-90% of the depth."),
     output: Path = typer.Option(Path("readout.safetensors"), "--output", help="Vectors file; readout.json goes beside it."),

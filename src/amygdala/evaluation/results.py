@@ -13,8 +13,10 @@ from typing import Any
 
 from amygdala.artifact import ReadoutArtifact
 from amygdala.errors import AmygdalaError
+from amygdala.evaluation.concept_space import ConceptSpace
 from amygdala.evaluation.crossval import DEFAULT_N_BOOT, CrossValidation
 from amygdala.evaluation.lexical_control import LexicalControl
+from amygdala.evaluation.sources import CrossSource
 from amygdala.evaluation.valence import ValenceCheck
 from amygdala.forward.pooling import PoolingSpec
 from amygdala.readout.projection import (
@@ -137,6 +139,8 @@ class Evaluation:
     crossval: CrossValidation | None = None
     valence: ValenceCheck | None = None
     lexical: LexicalControl | None = None
+    cross_source: CrossSource | None = None
+    concept_space: ConceptSpace | None = None
 
     def summary(self) -> dict[str, Any]:
         """Mean and min held-out AUROC over every (concept, layer) of the artifact, the random baseline's mean,

@@ -26,6 +26,10 @@ Optional, from the same single pooling pass (one forward per unique text for eve
 - ``folds``: K-fold cross-validation by node over both splits with the artifact's method and neutral removal
   (``crossval``): per concept AUROC, top-1/top-3 and the random baseline, each with a bootstrap 95% CI;
 - ``valence_check``: the artifact's vectors against human valence ratings of real sentences (``valence``);
+- **across sources** (when the examples hold both graph and synthetic train texts): vectors fitted on one source
+  scored on the other, and on both (``sources.cross_source``);
+- the **concept space** (always, no forward pass): PC1 and PC2 of the concept vectors against lexicon valence
+  (``concept_space``);
 - the **lexical control** (always, for the concepts the bundled control set covers): the false-positive rate of
   texts that name a concept without expressing it, at the threshold of 90% true positives (``lexical_control``),
   on the held-out mean z, or on the out-of-fold mean z with ``folds``.
@@ -41,6 +45,7 @@ from dataclasses import dataclass
 import torch
 
 from amygdala.artifact import ReadoutArtifact, check_fits_model
+from amygdala.evaluation.concept_space import concept_space
 from amygdala.evaluation.crossval import CrossValidation, cross_validate, fold_problems
 from amygdala.evaluation.lexical_control import LexicalControl, control_texts, lexical_control
 from amygdala.evaluation.metrics import (
@@ -60,6 +65,7 @@ from amygdala.evaluation.results import (
     Ranking,
     nanmean,
 )
+from amygdala.evaluation.sources import cross_source, text_sources
 from amygdala.evaluation.valence import RatedSentences, ValenceCheck, rated_sentences, valence_check
 from amygdala.extraction.examples import Example
 from amygdala.forward.activation_cache import ActivationCache
@@ -224,6 +230,9 @@ def evaluate(loaded: LoadedModel, artifact: ReadoutArtifact, examples: Sequence[
     rankings = [_ranking(z[:, i], heldout, layer) for i, layer in enumerate(layers)]
     phi = phi_matrix(everything.positive)
     checks = _checks(artifact, everything, rest, heldout, z, projector, corpus, options, stats_device(loaded.device))
+    sources = cross_source((fit, train), (held, heldout), text_sources(examples), layers,
+                           options.method or DEFAULT_METHOD, stats_device(loaded.device),
+                           neutral_pcs=artifact.record.neutral_pcs if artifact.record is not None else 0)
     readouts = [read_text(loaded, artifact, text, ReadoutOptions(zscore=artifact.calibration is not None),
                           spec=options.spec) for _, text in texts]
     return Evaluation(loaded.model_id, concepts, layers, options, tuple(sorted(scores, key=lambda s: s.concept)),
@@ -231,4 +240,5 @@ def evaluate(loaded: LoadedModel, artifact: ReadoutArtifact, examples: Sequence[
                       tuple(_crosstalk(projector.vectors[i], layer, concepts, options)
                             for i, layer in enumerate(layers)),
                       len(heldout.texts), len(train.texts), tuple(readouts), tuple(label for label, _ in texts),
-                      artifact.calibration is not None, checks.crossval, checks.valence, checks.lexical)
+                      artifact.calibration is not None, checks.crossval, checks.valence, checks.lexical, sources,
+                      concept_space(artifact.vectors, concepts, layers))

@@ -110,6 +110,11 @@ _FORMS: dict[str, str] = {
 }
 
 
+def hand_listed_emotions() -> frozenset[str]:
+    """The emotions whose word forms are written out by hand (the sample's tags among them)."""
+    return frozenset(_FORMS)
+
+
 def _verb_base(word: str) -> str:
     """Best guess at the verb behind an ``-ed`` adjective: ``frustrated`` -> frustrate, ``alarmed`` -> alarm."""
     if word.endswith("ied"):
@@ -174,6 +179,7 @@ def count_mentions(text: str, emotion: str | re.Pattern[str]) -> int:
 __all__ = [
     "EmotionConcept",
     "count_mentions",
+    "hand_listed_emotions",
     "mention_pattern",
     "normalize_name",
     "reference_clusters",

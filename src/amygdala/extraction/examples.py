@@ -1,7 +1,9 @@
 """Training examples: ``(emotion, polarity, text)`` rows, one ``<emotion>.jsonl`` per emotion, read and typed
 (``scoring`` scores memory nodes, ``selection`` chooses the rows, ``stage`` writes them).
 
-Each line: ``{"emotion", "polarity": "positive"|"negative", "text", "key", "score", "split": "train"|"heldout"}``.
+Each line: ``{"emotion", "polarity": "positive"|"negative", "text", "key", "score", "split": "train"|"heldout",
+"source": "graph"|"synthetic", "topic"}`` (``topic`` only for synthetic rows). Files written before ``source`` and
+``topic`` existed still load: their rows are ``source: "graph"`` without a topic.
 
 Selection (``selection.select_examples``), for each emotion E:
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -30,8 +33,10 @@ from amygdala.errors import AmygdalaError
 
 Polarity = Literal["positive", "negative"]
 Split = Literal["train", "heldout"]
+Source = Literal["graph", "synthetic"]
 POLARITIES: tuple[Polarity, ...] = ("positive", "negative")
 SPLITS: tuple[Split, ...] = ("train", "heldout")
+SOURCES: tuple[Source, ...] = ("graph", "synthetic")
 
 
 class ExamplesError(AmygdalaError):
@@ -46,13 +51,21 @@ class Example:
     key: str
     score: float
     split: Split
+    source: Source = "graph"
+    topic: str | None = None
+
+    @property
+    def group(self) -> str:
+        """What splits and folds keep on one side: the topic of a synthetic row (a topic never sits on both
+        sides), else the node key."""
+        return f"topic:{self.topic}" if self.topic is not None else self.key
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"emotion": self.emotion, "polarity": self.polarity, "text": self.text,
-             "key": self.key, "score": self.score, "split": self.split},
-            ensure_ascii=False,
-        )
+        row: dict[str, object] = {"emotion": self.emotion, "polarity": self.polarity, "text": self.text,
+                                  "key": self.key, "score": self.score, "split": self.split, "source": self.source}
+        if self.topic is not None:
+            row["topic"] = self.topic
+        return json.dumps(row, ensure_ascii=False)
 
 
 _FIELDS = ("emotion", "polarity", "text", "key", "score", "split")
@@ -77,7 +90,13 @@ def _parse_example(raw: str, where: str) -> Example:
     score = row["score"]
     if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
         raise ExamplesError(f"{where}: score {json.dumps(score)[:40]} must be a finite number")
-    return Example(str(row["emotion"]), row["polarity"], str(row["text"]), str(row["key"]), float(score), row["split"])
+    source, topic = row.get("source", "graph"), row.get("topic")
+    if source not in SOURCES:
+        raise ExamplesError(f"{where}: source {source!r} must be 'graph' or 'synthetic'")
+    if topic is not None and not isinstance(topic, str):
+        raise ExamplesError(f"{where}: topic {json.dumps(topic)[:40]} must be a string")
+    return Example(str(row["emotion"]), row["polarity"], str(row["text"]), str(row["key"]), float(score), row["split"],
+                   source, topic)
 
 
 def read_examples_file(path: Path) -> list[Example]:
@@ -107,5 +126,19 @@ def read_examples(directory: Path, emotions: list[str] | None = None) -> list[Ex
         raise ExamplesError(f"training data dir {directory} has no examples for {', '.join(unknown)}; "
                             f"available: {', '.join(sorted(files))}")
     return [example for name in wanted for example in read_examples_file(files[name])]
+
+
+def read_example_dirs(directories: Sequence[Path], emotions: list[str] | None = None) -> list[Example]:
+    """The examples of several dirs together (e.g. a graph's and a synthesized one), dir by dir; with
+    ``emotions``, each named emotion must be in at least one dir (the dirs lacking it are skipped)."""
+    if len(directories) == 1:
+        return read_examples(directories[0], emotions)
+    available = [{p.stem for p in Path(d).glob("*.jsonl")} if Path(d).is_dir() else set() for d in directories]
+    if emotions is not None and (unknown := [e for e in emotions if not any(e in names for names in available)]):
+        raise ExamplesError(f"no training data dir has examples for {', '.join(unknown)}; available: "
+                            f"{', '.join(sorted(set().union(*available)))}")
+    return [example for directory, names in zip(directories, available)
+            for example in read_examples(directory, None if emotions is None else
+                                         [e for e in emotions if e in names])]
 
 

@@ -4,7 +4,8 @@ One type serves every stage that needs labels: training (the ``train`` split, st
 matrices), evaluation (``heldout`` and ``train``) and layer selection (folds of ``train``).
 
 A node's texts never straddle two parts of a split: parts are drawn by node key, so near-duplicate wording of one
-memory cannot leak from the fitting part into the measuring part.
+memory cannot leak from the fitting part into the measuring part. A synthetic row's key here is its topic
+(``Example.group``), so folds hold out whole topics.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from amygdala.extraction.examples import Example, Split
 
 @dataclass(frozen=True)
 class LabelledTexts:
-    """Unique texts with their node keys and indicator matrices ``[n_texts, n_concepts]`` (bool): row ``i`` of
+    """Unique texts with their node keys (a synthetic row's: its topic, ``Example.group``) and indicator matrices
+    ``[n_texts, n_concepts]`` (bool): row ``i`` of
     ``positive`` / ``negative`` marks the concepts text ``i`` is a positive / a negative example of."""
 
     concepts: tuple[str, ...]
@@ -53,7 +55,7 @@ def labelled_texts(examples: Sequence[Example], concepts: Sequence[str], split: 
     rows: dict[str, tuple[str, set[int], set[int]]] = {}
     for example in examples:
         if example.emotion in slot and (split is None or example.split == split):
-            _, positives, negatives = rows.setdefault(example.text, (example.key, set(), set()))
+            _, positives, negatives = rows.setdefault(example.text, (example.group, set(), set()))
             (positives if example.polarity == "positive" else negatives).add(slot[example.emotion])
     texts = tuple(rows)
     positive = torch.zeros((len(texts), len(concepts)), dtype=torch.bool)

@@ -44,6 +44,8 @@ def report_data(evaluation: Evaluation, curve: LayerCurve | None = None) -> dict
                           if evaluation.valence else None),
         "lexical_control": ({**evaluation.lexical.summary(), **asdict(evaluation.lexical)}
                             if evaluation.lexical else None),
+        "cross_source": evaluation.cross_source.to_json() if evaluation.cross_source else None,
+        "concept_space": evaluation.concept_space.to_json() if evaluation.concept_space else None,
         "readouts": readouts,
     })
 

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from amygdala.artifact import LayerCurve
+from amygdala.evaluation.concept_space import ConceptSpace
 from amygdala.evaluation.report.tables import mean_of
 from amygdala.evaluation.results import Evaluation
 
@@ -91,3 +92,25 @@ def matrix_figures(evaluation: Evaluation) -> tuple[str, str, str]:
     _heatmap(axes, combined.confusion, concepts, concepts, "true (rows) vs top-ranked (columns)", 0,
              max(1, max(max(row) for row in combined.confusion)), "Blues", annotate=True)
     return auroc_map, cosines, _png(figure)
+
+
+def concept_space_figure(space: ConceptSpace, lexicon: str = "valence") -> str:
+    """PC1 against PC2 of the concept vectors at the layer whose PC1 follows ``lexicon`` best, coloured by the
+    lexicon's rating (grey: not covered); names shown up to ``_TICK_LIMIT * 2`` concepts."""
+    best = space.best(lexicon)
+    ratings = space.ratings.get(lexicon, {})
+    figure = Figure(figsize=(7.5, 5.5), layout="constrained")
+    axes = figure.add_subplot()
+    covered = [i for i, c in enumerate(space.concepts) if c in ratings]
+    others = [i for i in range(len(space.concepts)) if i not in set(covered)]
+    axes.scatter([best.pc1[i] for i in others], [best.pc2[i] for i in others], c="#bbb", s=14)
+    points = axes.scatter([best.pc1[i] for i in covered], [best.pc2[i] for i in covered], s=18, cmap="coolwarm_r",
+                          c=[ratings[space.concepts[i]] for i in covered], vmin=-3, vmax=3)
+    figure.colorbar(points, ax=axes, label=f"lexicon {lexicon}")
+    if len(space.concepts) <= _TICK_LIMIT * 2:
+        for i, concept in enumerate(space.concepts):
+            axes.annotate(concept, (best.pc1[i], best.pc2[i]), fontsize=7, alpha=0.8)
+    r1, r2 = best.r[lexicon]
+    axes.set(xlabel=f"PC1 ({best.explained[0]:.0%} of variance; |r| with {lexicon} {r1:.2f})",
+             ylabel=f"PC2 ({best.explained[1]:.0%}; |r| {r2:.2f})", title=f"concept vectors at layer {best.layer}")
+    return _png(figure)

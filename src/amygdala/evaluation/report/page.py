@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from amygdala.artifact import LayerCurve
 from amygdala.evaluation.report.data import clean
 from amygdala.evaluation.report.figures import curve_figure, matrix_figures
+from amygdala.evaluation.report.sources import concept_space_section, cross_source_section
 from amygdala.evaluation.report.tables import check_lines, ci, concept_flags, fmt, mean_of, scores_by_concept
 from amygdala.evaluation.results import Evaluation
 from amygdala.outputs.sanitise import html_text
@@ -126,7 +127,8 @@ def report_html(evaluation: Evaluation, curve: LayerCurve | None = None) -> str:
             f"<h2>AUROC by layer</h2>{curve_figure(evaluation, curve)}{auroc_map}"
             f"<h2>Separation</h2>{_separation_rows(evaluation)}"
             f"<h2>N-way ranking</h2>{_ranking_rows(evaluation)}{confusion}"
-            f"{_crossval_section(evaluation)}{_checks_section(evaluation)}"
+            f"{_crossval_section(evaluation)}{cross_source_section(evaluation.cross_source)}"
+            f"{concept_space_section(evaluation.concept_space)}{_checks_section(evaluation)}"
             f"<h2>Cross-talk</h2><ul>{crosstalk}</ul>{cosines}"
             f"<h2>Token readouts</h2><p>Mean over layers of the {'z-scored' if evaluation.readouts_zscored else 'raw'} "
             "readout; red positive, blue negative; hover for values. Rows: the concept a label names, then the 3 "
