@@ -45,6 +45,7 @@ def report_data(evaluation: Evaluation, curve: LayerCurve | None = None) -> dict
         "lexical_control": ({**evaluation.lexical.summary(), **asdict(evaluation.lexical)}
                             if evaluation.lexical else None),
         "readouts": readouts,
+        "battery": {result.name: result.to_json() for result in evaluation.battery},
     })
 
 
