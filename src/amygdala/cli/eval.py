@@ -34,6 +34,7 @@ def eval_command(
     sweep_templates: Path | None = typer.Option(None, "--sweep-templates", help="More intensity-sweep templates (JSONL: id, template with {x}, values, rises, falls)."),
     scenarios: Path | None = typer.Option(None, "--scenarios", help="More implicit scenarios (JSONL: concept, text not naming it)."),
     corpus: Path | None = typer.Option(None, "--corpus", help="More held-out text for the top tokens (plain lines or JSONL with 'text')."),
+    corpus_sentences: int | None = typer.Option(None, "--corpus-sentences", help="Top tokens on only the first N of the 600 bundled rated sentences (quicker)."),
     no_progress: bool = options.NO_PROGRESS,
 ) -> None:
     """Measure readout vectors on the held-out split: separation, ranking, cross-talk, stability; write a report."""
@@ -50,7 +51,8 @@ def eval_command(
                                progress=not no_progress and options.is_main_rank(), folds=folds,
                                valence_check=valence, valence_sentences=valence_sentences)
     battery = CheckOptions(parse_checks(checks) if checks is not None else (), seed=seed,
-                           sweep_templates=sweep_templates, scenarios=scenarios, corpus=corpus)
+                           sweep_templates=sweep_templates, scenarios=scenarios, corpus=corpus,
+                           corpus_sentences=corpus_sentences)
     run = evaluate_files(vectors, training_data_dir, report_dir, eval_options, manifest=manifest, model=model,
                          dtype=dtype, device=device, texts=texts, pooling=options.parse_pooling(pooling),
                          skip_tokens=skip_tokens, checks=battery)
