@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
+from scipy.stats import rankdata, spearmanr
 
 from amygdala.artifact import ReadoutArtifact
 from amygdala.evaluation.checks.options import CheckOptions
@@ -34,6 +34,16 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     """Spearman's rank correlation (NaN when either side is constant)."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     return float(spearmanr(x, y).statistic) if len(x) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0 else math.nan
+
+
+def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row pair of ``a`` and ``b`` ``[B, n]`` (average ranks for ties; NaN where a row
+    is constant), vectorised for bootstrap replicates."""
+    ra, rb = rankdata(a, axis=1), rankdata(b, axis=1)
+    ra, rb = ra - ra.mean(axis=1, keepdims=True), rb - rb.mean(axis=1, keepdims=True)
+    denominator = np.sqrt((ra * ra).sum(axis=1) * (rb * rb).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (ra * rb).sum(axis=1) / denominator, np.nan)
 
 
 def mean_interval(values: Sequence[float], n_boot: int, seed: int) -> Interval:

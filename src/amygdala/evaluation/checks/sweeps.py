@@ -19,6 +19,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from amygdala.artifact import ReadoutArtifact
@@ -30,6 +31,7 @@ from amygdala.evaluation.checks.scoring import (
     mean_interval,
     share_interval,
     spearman,
+    spearman_rows,
     text_scores,
 )
 from amygdala.evaluation.metrics import Interval, percentile_interval
@@ -114,10 +116,9 @@ def sweep_templates(options: CheckOptions) -> list[SweepTemplate]:
 
 
 def _rho_interval(values: tuple[float, ...], scores: list[float], n_boot: int, seed: int) -> Interval:
-    draws = torch.randint(len(values), (n_boot, len(values)), generator=torch.Generator().manual_seed(seed))
-    replicates = torch.tensor([spearman([values[i] for i in d], [scores[i] for i in d]) for d in draws.tolist()],
-                              dtype=torch.float64)
-    return percentile_interval(spearman(values, scores), replicates)
+    draws = torch.randint(len(values), (n_boot, len(values)), generator=torch.Generator().manual_seed(seed)).numpy()
+    replicates = spearman_rows(np.asarray(values)[draws], np.asarray(scores)[draws])
+    return percentile_interval(spearman(values, scores), torch.from_numpy(replicates))
 
 
 def sweeps(loaded: LoadedModel, artifact: ReadoutArtifact, options: CheckOptions) -> Sweeps:
