@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 
-from amygdala.artifact import ReadoutArtifact
+from amygdala.artifact import Calibration, ReadoutArtifact
 from amygdala.forward.models import LoadedModel
 from amygdala.forward.pooled import pool_texts
 from amygdala.forward.pooling import PoolingSpec
@@ -33,3 +34,10 @@ def regression_direction(activations: torch.Tensor, targets: Sequence[float]) ->
     x = activations.double() - activations.double().mean(dim=0)
     y = torch.tensor(list(targets), dtype=torch.float64)
     return (torch.linalg.pinv(x) @ (y - y.mean())).float()
+
+
+def calibrated_on(artifact: ReadoutArtifact, activations: torch.Tensor) -> ReadoutArtifact:
+    """``artifact`` with the mean and std of its raw readouts of ``activations [n, hidden]`` as its calibration,
+    as ``amygdala train`` calibrates on its training texts (so readouts are z-scores, comparable across concepts)."""
+    raw = activations.float() @ artifact.vectors[LAYER].T
+    return replace(artifact, calibration=Calibration({LAYER: raw.mean(dim=0)}, {LAYER: raw.std(dim=0, correction=0)}))

@@ -14,7 +14,7 @@ from amygdala.evaluation.checks import CheckError, CheckOptions
 from amygdala.evaluation.checks.scenarios import implicit_scenarios, scenarios
 from amygdala.extraction.emotions import count_mentions
 from amygdala.forward.models import LoadedModel
-from checks_helpers import SPEC, planted, pooled
+from checks_helpers import SPEC, calibrated_on, planted, pooled
 from test_checks_sweeps import SAMPLE
 
 
@@ -27,12 +27,14 @@ def test_scenarios_bundled_name_no_sample_concept_and_cover_each_eight_times() -
 
 
 def test_scenarios_confusion_counts_add_up_to_the_scenarios_scored(gemma: LoadedModel) -> None:
-    """Vectors: each concept's mean pooled activation over its own scenarios minus the mean over all of them."""
+    """Vectors: each concept's mean pooled activation over its own scenarios minus the mean over all of them,
+    calibrated on the same texts (z-scores, as a trained artifact's readouts are)."""
     concepts = ("sad", "calm", "amused")
     texts = {c: [s.text for s in implicit_scenarios(CheckOptions()) if s.concept == c] for c in concepts}
     rows = {c: pooled(gemma, texts[c]) for c in concepts}
     centre = torch.cat(list(rows.values())).mean(dim=0)
-    artifact = planted(concepts, [rows[c].mean(dim=0) - centre for c in concepts], gemma.hidden_size)
+    artifact = calibrated_on(planted(concepts, [rows[c].mean(dim=0) - centre for c in concepts], gemma.hidden_size),
+                             torch.cat(list(rows.values())))
     result = scenarios(gemma, artifact, CheckOptions(("scenarios",), spec=SPEC, n_boot=50))
     n = sum(len(t) for t in texts.values())
     assert len(result.scenarios) == len(result.ranks) == n == 24
