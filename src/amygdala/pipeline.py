@@ -29,6 +29,7 @@ from amygdala.artifact import (
     manifest_path_for,
     save_artifact,
 )
+from amygdala.evaluation.checks import CheckOptions, check_battery_inputs, run_checks
 from amygdala.evaluation.results import EvalOptions, Evaluation
 from amygdala.evaluation.stage import check_inputs, evaluate
 from amygdala.extraction.examples import Example, read_example_dirs
@@ -132,12 +133,13 @@ def evaluate_files(vectors: Path, training_data_dir: Path | Sequence[Path], repo
                    model: ModelSource = DEFAULT_MODEL, dtype: str | None = None, device: str | None = None,
                    texts: Path | None = None, n_texts: int = 6,
                    pooling: Pooling | None = None, skip_tokens: int | None = None,
-                   world: World | None = None) -> EvalRun:
+                   world: World | None = None, checks: CheckOptions = CheckOptions()) -> EvalRun:
     """Evaluate an artifact on its examples' held-out split and write ``report.json`` + ``report.html`` (rank 0
     of a data-parallel run writes them; every rank pools its shard).
 
     ``pooling`` / ``skip_tokens`` override the trained pooling spec (``options.pooling`` None: as trained);
-    ``dtype`` None: the trained forward dtype."""
+    ``dtype`` None: the trained forward dtype. ``checks.checks`` names the validation battery's checks to run
+    (rank 0 runs them, pooled as the evaluation pools; their data files are read before the model loads)."""
     from amygdala.evaluation.report import REPORT_HTML, REPORT_JSON, write_report
 
     world = world_from_env() if world is None else world
@@ -148,12 +150,17 @@ def evaluate_files(vectors: Path, training_data_dir: Path | Sequence[Path], repo
         options = replace(options, pooling=spec.overridden(pooling=pooling, skip_tokens=skip_tokens))
     examples = read_example_dirs(_dirs(training_data_dir), list(artifact.concepts))
     check_inputs(artifact, examples, options.resolved(artifact))  # before the model loads
+    check_battery_inputs(checks)
     pairs = _eval_texts(texts, examples, n_texts)
     trained_dtype = artifact.record.forward_dtype if artifact.record is not None else "float32"
     target = _target(model, device, world)
     with joined(world, target):
         loaded = _loaded(model, dtype=dtype or trained_dtype, target=target)
         evaluation = evaluate(loaded, artifact, examples, options, pairs, world)
+        if checks.checks and world.is_main:
+            battery = replace(checks, spec=evaluation.options.spec, batch_size=options.batch_size,
+                              batch_tokens=options.batch_tokens)
+            evaluation = replace(evaluation, battery=run_checks(loaded, artifact, battery))
         barrier(world)
         curve = artifact.record.layer_curve if artifact.record is not None else None
         paths = (write_report(evaluation, report_dir, curve) if world.is_main

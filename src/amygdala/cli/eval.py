@@ -30,12 +30,19 @@ def eval_command(
     folds: int | None = typer.Option(None, "--folds", help="Also cross-validate by node over both splits with K folds (>= 2): per-concept AUROC, top-1/top-3 and the random baseline with bootstrap 95% CIs; --fail-under then gates on the cross-validated mean AUROC."),
     valence: bool = typer.Option(False, "--valence-check", help="Also correlate a valence axis built from the vectors with human ratings of 600 movie-review sentences (VADER ground truth), beside VADER's own rho."),
     valence_sentences: int | None = typer.Option(None, "--valence-sentences", help="With --valence-check, only the first N of the 600 sentences (quicker, wider CI)."),
+    checks: str | None = typer.Option(None, "--checks", help="Also run the validation battery: 'all' or a comma list of sweeps, negation, scenarios, top_tokens, logit_lens, chat_roles."),
+    sweep_templates: Path | None = typer.Option(None, "--sweep-templates", help="More intensity-sweep templates (JSONL: id, template with {x}, values, rises, falls)."),
+    scenarios: Path | None = typer.Option(None, "--scenarios", help="More implicit scenarios (JSONL: concept, text not naming it)."),
+    corpus: Path | None = typer.Option(None, "--corpus", help="More held-out text for the top tokens (plain lines or JSONL with 'text')."),
+    corpus_sentences: int | None = typer.Option(None, "--corpus-sentences", help="Top tokens on only the first N of the 600 bundled rated sentences (quicker)."),
     no_progress: bool = options.NO_PROGRESS,
 ) -> None:
     """Measure readout vectors on the held-out split: separation, ranking, cross-talk, stability; write a report."""
     from rich.console import Console
 
+    from amygdala.evaluation.checks import CheckOptions, parse_checks
     from amygdala.evaluation.report import (
+        battery_table,
         check_lines,
         concept_space_line,
         cross_source_table,
@@ -52,9 +59,12 @@ def eval_command(
     eval_options = EvalOptions(batch_size=batch_size, batch_tokens=batch_tokens, cache_dir=cache_dir, seed=seed,
                                progress=not no_progress and options.is_main_rank(), folds=folds,
                                valence_check=valence, valence_sentences=valence_sentences)
+    battery = CheckOptions(parse_checks(checks) if checks is not None else (), seed=seed,
+                           sweep_templates=sweep_templates, scenarios=scenarios, corpus=corpus,
+                           corpus_sentences=corpus_sentences)
     run = evaluate_files(vectors, training_data_dir, report_dir, eval_options, manifest=manifest, model=model,
                          dtype=dtype, device=device, texts=texts, pooling=options.parse_pooling(pooling),
-                         skip_tokens=skip_tokens)
+                         skip_tokens=skip_tokens, checks=battery)
     crossval = run.evaluation.crossval
     mean_auroc = run.evaluation.summary()["mean_auroc"] if crossval is None else crossval.mean_auroc.estimate
     gated = "held-out" if crossval is None else f"{crossval.folds}-fold"
@@ -71,6 +81,8 @@ def eval_command(
         for line in [*check_lines(run.evaluation), concept_space_line(run.evaluation.concept_space)]:
             if line is not None:
                 typer.echo(terminal_line(line))
+        if run.evaluation.battery:
+            console.print(battery_table(run.evaluation))
         typer.echo(f"report: {run.html_path}\njson:   {run.json_path}  (pooled on {run.device})")
         if failed:
             typer.echo(f"amygdala: mean {gated} AUROC {mean_auroc:.3f} at layers {list(run.artifact.layers)} is "

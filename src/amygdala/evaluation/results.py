@@ -13,6 +13,7 @@ from typing import Any
 
 from amygdala.artifact import ReadoutArtifact
 from amygdala.errors import AmygdalaError
+from amygdala.evaluation.checks.options import CheckResult
 from amygdala.evaluation.concept_space import ConceptSpace
 from amygdala.evaluation.crossval import DEFAULT_N_BOOT, CrossValidation
 from amygdala.evaluation.lexical_control import LexicalControl
@@ -121,7 +122,8 @@ class CrossTalk:
 @dataclass(frozen=True)
 class Evaluation:
     """Every figure ``evaluate`` measured; ``readouts`` are per-token readouts (z-scores when the artifact is
-    calibrated) of the extra texts, named by ``readout_labels``."""
+    calibrated) of the extra texts, named by ``readout_labels``; ``battery`` the validation battery's results
+    (``evaluation.checks``), in the order they ran."""
 
     model_id: str
     concepts: tuple[str, ...]
@@ -141,6 +143,7 @@ class Evaluation:
     lexical: LexicalControl | None = None
     cross_source: CrossSource | None = None
     concept_space: ConceptSpace | None = None
+    battery: tuple[CheckResult, ...] = field(default=())
 
     def summary(self) -> dict[str, Any]:
         """Mean and min held-out AUROC over every (concept, layer) of the artifact, the random baseline's mean,

@@ -14,12 +14,13 @@ from amygdala.artifact import LayerCurve
 from amygdala.evaluation.report.data import example_texts, report_data
 from amygdala.evaluation.report.page import report_html
 from amygdala.evaluation.report.sources import concept_space_line, cross_source_table
-from amygdala.evaluation.report.tables import check_lines, crossval_table, curve_table, summary_table
+from amygdala.evaluation.report.tables import battery_table, check_lines, crossval_table, curve_table, summary_table
 from amygdala.evaluation.results import Evaluation
 from amygdala.outputs.publish import publish_files
 
-__all__ = ["REPORT_HTML", "REPORT_JSON", "check_lines", "concept_space_line", "cross_source_table", "crossval_table",
-           "curve_table", "example_texts", "report_data", "report_html", "summary_table", "write_report"]
+__all__ = ["REPORT_HTML", "REPORT_JSON", "battery_table", "check_lines", "concept_space_line", "cross_source_table",
+           "crossval_table", "curve_table", "example_texts", "report_data", "report_html", "summary_table",
+           "write_report"]
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"

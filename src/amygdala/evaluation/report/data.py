@@ -47,6 +47,7 @@ def report_data(evaluation: Evaluation, curve: LayerCurve | None = None) -> dict
         "cross_source": evaluation.cross_source.to_json() if evaluation.cross_source else None,
         "concept_space": evaluation.concept_space.to_json() if evaluation.concept_space else None,
         "readouts": readouts,
+        "battery": {result.name: result.to_json() for result in evaluation.battery},
     })
 
 

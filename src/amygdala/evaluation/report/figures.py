@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from amygdala.artifact import LayerCurve
+from amygdala.evaluation.checks.sweeps import Sweeps
 from amygdala.evaluation.concept_space import ConceptSpace
 from amygdala.evaluation.report.tables import mean_of
 from amygdala.evaluation.results import Evaluation
@@ -113,4 +114,27 @@ def concept_space_figure(space: ConceptSpace, lexicon: str = "valence") -> str:
     r1, r2 = best.r[lexicon]
     axes.set(xlabel=f"PC1 ({best.explained[0]:.0%} of variance; |r| with {lexicon} {r1:.2f})",
              ylabel=f"PC2 ({best.explained[1]:.0%}; |r| {r2:.2f})", title=f"concept vectors at layer {best.layer}")
+    return _png(figure)
+
+
+def counts_figure(matrix: Sequence[Sequence[int]], concepts: Sequence[str], title: str) -> str:
+    """A count matrix (rows: true concept, columns: top-ranked) as an annotated heatmap."""
+    figure = Figure(figsize=(1.5 + 0.25 * len(concepts), 1 + 0.25 * len(concepts)), layout="constrained")
+    _heatmap(figure.add_subplot(), matrix, concepts, concepts, title, 0, max(1, max(max(row) for row in matrix)),
+             "Blues", annotate=True)
+    return _png(figure)
+
+
+def sweep_figure(sweeps: Sweeps) -> str:
+    """Each case's readouts against the rank of its slot values, coloured by whether it moved as expected."""
+    figure = Figure(figsize=(7.5, 3.6), layout="constrained")
+    axes = figure.add_subplot()
+    for case in sweeps.cases:
+        centred = [score - sum(case.scores) / len(case.scores) for score in case.scores]
+        colour = "#3cb44b" if case.signed_rho > 0 else "#e6194b"
+        axes.plot(range(len(centred)), [case.direction * value for value in centred], "-", lw=0.8, alpha=0.6,
+                  color=colour)
+    axes.axhline(0, color="#bbbbbb", lw=0.8, ls="--")
+    axes.set(xlabel="slot value (rank, low to high)", ylabel="readout x expected sign (centred)",
+             title="intensity sweeps: green moved as expected, red against")
     return _png(figure)

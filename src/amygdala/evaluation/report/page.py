@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 
 from amygdala.artifact import LayerCurve
+from amygdala.evaluation.report.battery import battery_sections
 from amygdala.evaluation.report.data import clean
 from amygdala.evaluation.report.figures import curve_figure, matrix_figures
 from amygdala.evaluation.report.sources import concept_space_section, cross_source_section
@@ -100,7 +101,8 @@ def _ranking_rows(evaluation: Evaluation) -> str:
 _STYLE = ("body{font-family:sans-serif;max-width:70em;margin:1.5em auto;color:#222}table{border-collapse:collapse;"
           "margin:.5em 0}td,th{border:1px solid #ddd;padding:2px 6px;font-size:13px;text-align:right}"
           "td.l,th{text-align:left}.t{white-space:pre-wrap;font-family:monospace;text-align:left;line-height:1.7}"
-          "table.tok th{width:10em;vertical-align:top}img{max-width:100%}.k{font-size:1.1em}")
+          "table.tok th{width:10em;vertical-align:top}img{max-width:100%}.k{font-size:1.1em}"
+          "ol.hits li{font-size:13px}mark{background:#ffd54f}")
 
 
 def report_html(evaluation: Evaluation, curve: LayerCurve | None = None) -> str:
@@ -133,4 +135,4 @@ def report_html(evaluation: Evaluation, curve: LayerCurve | None = None) -> str:
             f"<h2>Token readouts</h2><p>Mean over layers of the {'z-scored' if evaluation.readouts_zscored else 'raw'} "
             "readout; red positive, blue negative; hover for values. Rows: the concept a label names, then the 3 "
             "highest.</p>"
-            f"{_readout_blocks(evaluation)}</body></html>\n")
+            f"{_readout_blocks(evaluation)}{battery_sections(evaluation.battery)}</body></html>\n")

@@ -127,3 +127,14 @@ def curve_table(curve: LayerCurve) -> Table:
     for layer, mean, low in zip(curve.layers, curve.mean_auroc, curve.min_auroc):
         table.add_row(str(layer), fmt(mean), fmt(low), "*" if layer in curve.chosen else "")
     return table
+
+
+def battery_table(evaluation: Evaluation) -> Table:
+    """One row per check of the validation battery: its headline figures, and the concepts it skipped."""
+    table = Table(title="validation battery")
+    for name in ("check", "result", "skipped"):
+        table.add_column(name, justify="left", no_wrap=name == "check")
+    for result in evaluation.battery:
+        skipped = ", ".join(result.skipped[:6]) + (f" +{len(result.skipped) - 6}" if result.skipped[6:] else "")
+        table.add_row(result.name, result.line(), skipped or "-")
+    return table
