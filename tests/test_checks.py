@@ -71,6 +71,7 @@ def test_cli_eval_checks_all_writes_every_section(trained: tuple[Path, Path], tm
     assert battery["top_tokens"]["sources"] == ["rated sentences", str(corpus)]
     assert len(battery["logit_lens"]["entries"]) == 3 and len(battery["logit_lens"]["entries"][0]["top"]) == 10
     assert "no chat template" in battery["chat_roles"]["note"]
+    assert battery["arousal"]["n_sentences"] == 4 and battery["arousal"]["corpus"]
     assert "validation battery" in out and "sweeps" in out
     page = (report / "report.html").read_text()
     assert "<script>alert" not in page

@@ -34,7 +34,7 @@ def eval_command(
     sweep_templates: Path | None = typer.Option(None, "--sweep-templates", help="More intensity-sweep templates (JSONL: id, template with {x}, values, rises, falls)."),
     scenarios: Path | None = typer.Option(None, "--scenarios", help="More implicit scenarios (JSONL: concept, text not naming it)."),
     corpus: Path | None = typer.Option(None, "--corpus", help="More held-out text for the top tokens (plain lines or JSONL with 'text')."),
-    corpus_sentences: int | None = typer.Option(None, "--corpus-sentences", help="Top tokens on only the first N of the 600 bundled rated sentences (quicker)."),
+    corpus_sentences: int | None = typer.Option(None, "--corpus-sentences", help="Top tokens and arousal on only the first N of their 600 bundled sentences each (quicker)."),
     no_progress: bool = options.NO_PROGRESS,
 ) -> None:
     """Measure readout vectors on the held-out split: separation, ranking, cross-talk, stability; write a report."""

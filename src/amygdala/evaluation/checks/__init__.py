@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from amygdala.artifact import ReadoutArtifact
+from amygdala.evaluation.checks.arousal import arousal
 from amygdala.evaluation.checks.chat_roles import chat_roles
 from amygdala.evaluation.checks.logit_lens import logit_lens
 from amygdala.evaluation.checks.negation import negation, negation_pairs
@@ -32,6 +33,7 @@ CHECKS: dict[str, Check] = {
     "top_tokens": top_tokens,
     "logit_lens": logit_lens,
     "chat_roles": chat_roles,
+    "arousal": arousal,
 }
 """Check name -> check, in the order they run and are reported."""
 

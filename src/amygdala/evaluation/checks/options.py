@@ -46,7 +46,8 @@ class CheckOptions:
     corpus: Path | None = None
     """More held-out text for the top-activating tokens (plain lines or JSONL ``{"text"}``)."""
     corpus_sentences: int | None = None
-    """Only the first N bundled rated sentences for the top tokens (None: all 600)."""
+    """Only the first N bundled rated sentences for the top tokens, and of the EmoBank sentences for arousal
+    (None: all 600 each)."""
     top_k: int = 20
     """Token positions per concept (top tokens) and tokens per end (logit lens: ``top_k // 2``)."""
 
