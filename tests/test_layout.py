@@ -7,7 +7,7 @@ from pathlib import Path
 from import_graph import find_cycle, import_graph, module_files
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-STAGES = ("extraction", "forward", "training", "evaluation", "readout", "serve", "watch")
+STAGES = ("extraction", "synthesis", "forward", "training", "evaluation", "readout", "serve", "watch")
 
 
 def test_import_graph_has_no_cycle() -> None:
