@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 
 def main(request_path: str) -> None:
@@ -16,7 +17,7 @@ def main(request_path: str) -> None:
     from amygdala.models import load_model
     from amygdala.readout import ReadoutOptions, read_ids
 
-    request = json.loads(open(request_path, encoding="utf-8").read())
+    request = json.loads(Path(request_path).read_text(encoding="utf-8"))
     loaded = load_model(request["model"])
     artifact = load_artifact(request["vectors"], request["manifest"])
     options = ReadoutOptions(zscore=bool(request["zscore"]))

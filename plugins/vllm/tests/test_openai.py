@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import torch
+
 from conftest import CONCEPTS, LAYERS, Server, assert_close, generated_reference
 
 PROMPTS = ["Hello, my name is", "The weather today is", "My favourite food is", "Once upon a time",

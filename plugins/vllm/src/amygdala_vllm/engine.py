@@ -96,15 +96,15 @@ def merge_rows(results: list[dict[str, Any] | None], spans: list[Span], layers: 
 
     Tensor-parallel ranks answer the same layers (the first answer is used); pipeline stages answer theirs.
     """
-    source: dict[int, tuple[int, int]] = {}
-    for worker, result in enumerate(results):
+    source: dict[int, tuple[dict[str, Any], int]] = {}
+    for result in results:
         for local_index, layer in enumerate((result or {}).get("layers", [])):
-            source.setdefault(layer, (worker, local_index))
+            source.setdefault(layer, (result or {}, local_index))
     if missing_layers := [layer for layer in layers if layer not in source]:
         raise ReadoutMissingError(f"no worker hooks layer(s) {missing_layers}; were the workers installed?")
     merged = []
     for index, (req_id, first, count, _release) in enumerate(spans):
-        parts = {layer: results[source[layer][0]]["spans"][index] for layer in layers}
+        parts = {layer: source[layer][0]["spans"][index] for layer in layers}
         if lacking := sorted({p for part in parts.values() for p in part.get("missing", [])}):
             raise ReadoutMissingError(f"no readout for request {req_id} at position(s) {lacking[:8]} "
                                       f"(tokens from position {first})")

@@ -203,12 +203,13 @@ def reports(tp_rank: int) -> bool:
 def install(runner: Any, config: ReadoutConfig) -> _Readouts | None:
     """Fit-check the artifact against the loaded model and hook its blocks (before any compilation or capture);
     ``None`` on a tensor-parallel rank other than 0, which runs the model untouched."""
+    from vllm.distributed import get_tensor_model_parallel_rank
+    from vllm.model_executor.models.utils import PPMissingLayer
+
     import amygdala_vllm.readout_op  # noqa: F401  (registers amygdala::readout_into)
     from amygdala.artifact import check_fits_model, load_artifact
     from amygdala.models import decoder_layers
     from amygdala.readout import projector_for
-    from vllm.distributed import get_tensor_model_parallel_rank
-    from vllm.model_executor.models.utils import PPMissingLayer
 
     if runner.speculative_config is not None:
         raise PluginConfigError("amygdala-vllm: speculative decoding is on (drafts would be read as tokens): drop "
