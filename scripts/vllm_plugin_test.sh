@@ -41,4 +41,7 @@ fi
 
 cd plugins/vllm
 "$VENV/bin/python" -m mypy --cache-dir "$VENV.mypy"
-AMYGDALA_MAIN_PYTHON="$MAIN_PYTHON" "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@" tests
+# A temp root of this run's own: pytest keeps only the 3 newest runs under /tmp/pytest-of-$USER, so another pytest
+# session on the same machine could delete this one's artifacts and server logs while it runs.
+BASETEMP="$(mktemp -d "${TMPDIR:-/tmp}/amygdala-vllm-tests.XXXXXX")"
+AMYGDALA_MAIN_PYTHON="$MAIN_PYTHON" "$VENV/bin/python" -m pytest -q -p no:cacheprovider --basetemp "$BASETEMP" "$@" tests

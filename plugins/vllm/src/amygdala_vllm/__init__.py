@@ -43,9 +43,12 @@ def register() -> None:
     import vllm
 
     from amygdala_vllm import engine, openai
+    from amygdala_vllm.vision_imports import answer_without_torchvision
 
     check_vllm_version(vllm.__version__)
     logger.info(runner_line)  # vLLM configures its logging later in the frontend: seen from the engine core on
+    if vision_line := answer_without_torchvision():
+        logger.info(vision_line)
     engine.install_patches(config)
     openai.install_patches()
     logger.info("amygdala-vllm reads %d concepts at layers %s from %s", len(config.concepts), list(config.layers),
