@@ -4,9 +4,10 @@ OpenAI server, compiled (vLLM's default) and eager, against transformers' residu
 of the same bf16 weights).
 
 Tolerance: vLLM runs the model in bf16 (8 significant bits: a relative step of 2**-8 = 0.4% per rounding), the
-reference in fp32. Readouts are projections of unit vectors on a residual stream of magnitude ~1 (hidden 256,
-random init), so ``|readout| <~ 1``; after 4 blocks of bf16 rounding the two agree to ``BF16_ATOL = 0.03`` absolute
-plus ``BF16_RTOL = 0.02`` relative. Measured figures: the README's "Qwen3.5 on CPU".
+reference in fp32. The readouts here (unit vectors on the residual stream of a random-init model, hidden 256) reach
+``|readout| ~ 0.18``, where one bf16 step is ~7e-4; 4 blocks of bf16 rounding give a few steps, so the bound is
+``BF16_ATOL = 5e-3`` (about 7 steps, 3% of the largest readout) plus ``BF16_RTOL = 1e-2``. Measured differences:
+the README's "Qwen3.5 on CPU" (about 2e-3 at most).
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ from conftest import (
     start_server,
 )
 
-BF16_ATOL = 3e-2
-BF16_RTOL = 2e-2
+BF16_ATOL = 5e-3
+BF16_RTOL = 1e-2
 #: No block_size: vLLM sizes the attention blocks of a hybrid model so one page holds a Gated DeltaNet state.
 QWEN3_5_ENGINE_ARGS = {"dtype": "bfloat16", "max_model_len": 1024, "kv_cache_memory_bytes": 64 << 20,
                        "max_num_seqs": 8, "seed": 0}
