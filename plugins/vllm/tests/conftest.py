@@ -255,6 +255,6 @@ def generated_reference(reference_values: torch.Tensor, prompt_len: int) -> torc
 
 def assert_close(got: object, expected: torch.Tensor, what: str) -> None:
     """vLLM's CPU kernels against HF's in fp32: readouts of magnitude ~50 agree to ~2e-4."""
-    values = torch.tensor(got)
+    values = got if isinstance(got, torch.Tensor) else torch.tensor(got)
     assert values.shape == expected.shape, f"{what}: shape {tuple(values.shape)} != {tuple(expected.shape)}"
     torch.testing.assert_close(values, expected, atol=2e-3, rtol=1e-4, msg=lambda m: f"{what}: {m}")
