@@ -23,8 +23,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -60,16 +62,17 @@ class Artifact:
     manifest: Path
 
 
-def make_artifact(folder: Path, layers: tuple[int, ...]) -> Artifact:
-    """Random unit vectors for ``CONCEPTS`` at ``layers`` (hidden 576), with a calibration."""
+def make_artifact(folder: Path, layers: tuple[int, ...], hidden_size: int = 576) -> Artifact:
+    """Random unit vectors for ``CONCEPTS`` at ``layers`` (hidden 576: SmolLM2), with a calibration."""
     from amygdala.artifact import Calibration, ReadoutArtifact, save_artifact
 
     generator = torch.Generator().manual_seed(7)
-    vectors = {layer: torch.nn.functional.normalize(torch.randn(len(CONCEPTS), 576, generator=generator), dim=-1)
+    vectors = {layer: torch.nn.functional.normalize(torch.randn(len(CONCEPTS), hidden_size, generator=generator),
+                                                    dim=-1)
                for layer in layers}
     calibration = Calibration({layer: torch.randn(len(CONCEPTS), generator=generator) for layer in layers},
                               {layer: torch.rand(len(CONCEPTS), generator=generator) + 0.5 for layer in layers})
-    manifest = save_artifact(ReadoutArtifact(CONCEPTS, layers, vectors, 576, calibration=calibration),
+    manifest = save_artifact(ReadoutArtifact(CONCEPTS, layers, vectors, hidden_size, calibration=calibration),
                              folder / "readout.safetensors")
     return Artifact(folder / "readout.safetensors", manifest)
 
@@ -102,6 +105,49 @@ def tp_model_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     out = tmp_path_factory.mktemp("tp-model")
     subprocess.run([main_python(), "-c", _TP_MODEL, str(model_dir), str(out)], check=True, capture_output=True)
     return out
+
+
+_QWEN3_5_MODEL = """
+import hashlib, shutil, sys
+from pathlib import Path
+import torch
+from transformers import Qwen3_5ForCausalLM, Qwen3_5TextConfig
+from amygdala.forward.models import cache_root
+source = Path(sys.argv[1])
+out = cache_root() / "test-models" / f"qwen3_5-tiny-{hashlib.sha256(sys.argv[2].encode()).hexdigest()[:12]}"
+if not (out / "config.json").is_file():
+    # Qwen3.5's text shape (Qwen3_5TextConfig's defaults: 3 Gated DeltaNet blocks, then 1 full-attention block, head
+    # dims 128 / 256, partial rotary 0.25) cut to 4 blocks: blocks 0, 1, 3 linear attention, block 2 full attention,
+    # so a full-attention block is not the last. Head counts split over 2 tensor-parallel ranks.
+    config = Qwen3_5TextConfig(
+        vocab_size=49152, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+        layer_types=["linear_attention", "linear_attention", "full_attention", "linear_attention"],
+        num_attention_heads=4, num_key_value_heads=2, head_dim=256, linear_num_key_heads=2,
+        linear_num_value_heads=4, linear_key_head_dim=128, linear_value_head_dim=128,
+        max_position_embeddings=4096, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(0)
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    Qwen3_5ForCausalLM(config).to(torch.bfloat16).save_pretrained(staging)
+    for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+        shutil.copy(source / name, staging / name)
+    staging.rename(out)
+print(out)
+"""
+#: The tiny Qwen3.5's blocks by kind, and the blocks its tests read (all four: both kinds, and the last block).
+QWEN3_5_LINEAR = (0, 1, 3)
+QWEN3_5_FULL = (2,)
+QWEN3_5_LAYERS = (0, 1, 2, 3)
+QWEN3_5_HIDDEN = 256
+
+
+@pytest.fixture(scope="session")
+def qwen3_5_model_dir(model_dir: Path) -> Path:
+    """A tiny random-weight Qwen3.5 text model (bf16, SmolLM2's tokenizer), built once by the main interpreter
+    into amygdala's cache (``test-models/qwen3_5-tiny-<hash of the recipe>``), reused by later sessions."""
+    out = subprocess.run([main_python(), "-c", _QWEN3_5_MODEL, str(model_dir), _QWEN3_5_MODEL], check=True,
+                         capture_output=True, text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
 
 
 def plugin_env(artifact: Artifact, **extra: str) -> dict[str, str]:
@@ -139,19 +185,27 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     pytest.fail(f"vLLM server not ready after {SERVER_START_S:.0f} s:\n{log.read_text()[-4000:]}")
 
 
-def engine_flags(mode: str) -> list[str]:
-    """``ENGINE_ARGS`` as CLI flags, plus ``--enforce-eager`` in eager mode."""
-    flags = [f"--{key.replace('_', '-')}={value}" for key, value in ENGINE_ARGS.items()]
+def engine_flags(mode: str, engine_args: dict[str, Any] = ENGINE_ARGS) -> list[str]:
+    """``engine_args`` as CLI flags, plus ``--enforce-eager`` in eager mode."""
+    flags = [f"--{key.replace('_', '-')}={value}" for key, value in engine_args.items()]
     return flags + (["--enforce-eager"] if mode == "eager" else [])
 
 
 @pytest.fixture(scope="session", params=MODES)
 def server(request: pytest.FixtureRequest, model_dir: Path, artifact: Artifact,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    port = _free_port()
     log = tmp_path_factory.mktemp(f"server-{request.param}") / "vllm.log"
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-               "--host", "127.0.0.1", "--port", str(port), *engine_flags(request.param),
+    with start_server(model_dir, artifact, request.param, ENGINE_ARGS, log) as running:
+        yield running
+
+
+@contextmanager
+def start_server(model: Path, artifact: Artifact, mode: str, engine_args: dict[str, Any], log: Path
+                 ) -> Iterator[Server]:
+    """One real vLLM OpenAI server on loopback with the plugin, stopped on exit."""
+    port = _free_port()
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+               "--host", "127.0.0.1", "--port", str(port), *engine_flags(mode, engine_args),
                "--enable-prompt-tokens-details"]
     with log.open("wb") as sink:
         process = subprocess.Popen(command, env=plugin_env(artifact), stdout=sink, stderr=subprocess.STDOUT,
@@ -159,7 +213,7 @@ def server(request: pytest.FixtureRequest, model_dir: Path, artifact: Artifact,
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, process, log)
-        yield Server(url, str(model_dir), log, request.param)
+        yield Server(url, str(model), log, mode)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -169,6 +223,19 @@ def server(request: pytest.FixtureRequest, model_dir: Path, artifact: Artifact,
             process.wait()
 
 
+def reference_readouts(model: Path, artifact: Artifact, folder: Path, sequences: list[list[int]], **options: Any
+                       ) -> dict[str, list[torch.Tensor]]:
+    """``reference_readout.py`` in the main interpreter: ``{"readouts": [...]}`` (and ``"hidden_states"`` when asked),
+    one ``[n_tokens, n_layers, n_concepts]`` tensor per sequence."""
+    request = folder / "request.json"
+    request.write_text(json.dumps({"model": str(model), "vectors": str(artifact.vectors),
+                                   "manifest": str(artifact.manifest), "zscore": False, "sequences": sequences,
+                                   **options}))
+    out = subprocess.run([main_python(), str(HERE / "reference_readout.py"), str(request)], check=True,
+                         capture_output=True, text=True)
+    return {key: [torch.tensor(values) for values in found] for key, found in json.loads(out.stdout).items()}
+
+
 @pytest.fixture(scope="session")
 def reference(model_dir: Path, artifact: Artifact, tmp_path_factory: pytest.TempPathFactory
               ) -> Callable[[list[list[int]], bool], list[torch.Tensor]]:
@@ -176,13 +243,7 @@ def reference(model_dir: Path, artifact: Artifact, tmp_path_factory: pytest.Temp
     folder = tmp_path_factory.mktemp("reference")
 
     def compute(sequences: list[list[int]], zscore: bool = False) -> list[torch.Tensor]:
-        request = folder / "request.json"
-        request.write_text(json.dumps({"model": str(model_dir), "vectors": str(artifact.vectors),
-                                       "manifest": str(artifact.manifest), "zscore": zscore,
-                                       "sequences": sequences}))
-        out = subprocess.run([main_python(), str(HERE / "reference_readout.py"), str(request)], check=True,
-                             capture_output=True, text=True)
-        return [torch.tensor(values) for values in json.loads(out.stdout)["readouts"]]
+        return reference_readouts(model_dir, artifact, folder, sequences, zscore=zscore)["readouts"]
 
     return compute
 
@@ -194,6 +255,6 @@ def generated_reference(reference_values: torch.Tensor, prompt_len: int) -> torc
 
 def assert_close(got: object, expected: torch.Tensor, what: str) -> None:
     """vLLM's CPU kernels against HF's in fp32: readouts of magnitude ~50 agree to ~2e-4."""
-    values = torch.tensor(got)
+    values = got if isinstance(got, torch.Tensor) else torch.tensor(got)
     assert values.shape == expected.shape, f"{what}: shape {tuple(values.shape)} != {tuple(expected.shape)}"
     torch.testing.assert_close(values, expected, atol=2e-3, rtol=1e-4, msg=lambda m: f"{what}: {m}")

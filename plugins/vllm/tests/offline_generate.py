@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 
 def main(request_path: str) -> None:
     from vllm import LLM, SamplingParams
 
-    request = json.loads(open(request_path, encoding="utf-8").read())
+    request = json.loads(Path(request_path).read_text(encoding="utf-8"))
     llm = LLM(model=request["model"], **request["engine_args"])
     params = SamplingParams(max_tokens=request["max_tokens"], temperature=0, n=request["n"])
-    results = [{"prompt_ids": list(output.prompt_token_ids), "token_ids": list(completion.token_ids),
-                "readout": completion.readout}
+    results = [{"prompt_ids": list(output.prompt_token_ids or []), "token_ids": list(completion.token_ids),
+                "readout": getattr(completion, "readout", None)}
                for output in llm.generate(request["prompts"], params, use_tqdm=False)
                for completion in output.outputs]
     print("RESULT " + json.dumps(results))

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Artifact
 
 from amygdala_vllm.config import PluginConfigError, check_vllm_version, config_from_env
+
+from conftest import Artifact
 
 
 def test_register_with_disable_switch_patches_nothing(monkeypatch: pytest.MonkeyPatch, artifact: Artifact) -> None:

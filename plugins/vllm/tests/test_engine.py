@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import (ENGINE_ARGS, HERE, MODES, Artifact, assert_close, generated_reference, make_artifact,
-                      plugin_env)
+
+from conftest import ENGINE_ARGS, HERE, MODES, Artifact, assert_close, generated_reference, make_artifact, plugin_env
 
 
 def _offline(model: Path, artifact: Artifact, folder: Path, engine_args: dict[str, Any], **env: str

@@ -6,11 +6,13 @@ import asyncio
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import torch
-from conftest import CONCEPTS, LAYERS, Server, assert_close, generated_reference
+
+from conftest import CONCEPTS, LAYERS, Artifact, Server, assert_close, generated_reference, reference_readouts
 
 PROMPTS = ["Hello, my name is", "The weather today is", "My favourite food is", "Once upon a time",
            "The capital of France is", "I feel so", "In the morning I", "Dogs are"]
@@ -127,3 +129,21 @@ def test_stream_chunk_carrying_several_tokens_is_split_one_readout_each() -> Non
     assert [chunk["choices"][0]["readout"] for chunk in chunks] == [[[1.0]], [[2.0]], [[3.0]]]
     assert [chunk["choices"][0]["delta"] for chunk in chunks] == [{}, {}, {"content": "abc"}]
     assert readouts.events("data: [DONE]\n\n") == ["data: [DONE]\n\n"]
+
+
+def test_last_block_readout_is_the_raw_residual_before_the_final_norm(server: Server, artifact: Artifact,
+                                                                       tmp_path: Path) -> None:
+    """The last-block convention, on SmolLM2-135M's real weights: ``layer_29`` (the last decoder block) is the raw
+    residual stream after block 29, as amygdala's own hooks read it, not transformers' ``hidden_states[-1]``, which is
+    taken after the model's final norm. For every other read block the two are the same tensor."""
+    choice = _complete(server, prompt=PROMPTS[4], max_tokens=4)["choices"][0]
+    prompt_len = len(choice["prompt_token_ids"])
+    found = reference_readouts(Path(server.model), artifact, tmp_path,
+                               [choice["prompt_token_ids"] + choice["token_ids"][:-1]], hidden_states=True)
+    raw = generated_reference(found["readouts"][0], prompt_len)
+    hidden_states = generated_reference(found["hidden_states"][0], prompt_len)
+    got = torch.tensor(choice["readout"])
+    last = LAYERS.index(29)
+    assert_close(got[:, last], raw[:, last], "last block vs the raw residual")
+    assert float((got[:, last] - hidden_states[:, last]).abs().max()) > 1.0, "hidden_states[-1] is after the norm"
+    assert_close(got[:, :last], hidden_states[:, :last], "other blocks vs hidden_states[idx + 1]")

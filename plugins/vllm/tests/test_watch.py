@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import torch
+
 from conftest import CONCEPTS, LAYERS, Server, assert_close, main_python
 
 CHAT = "Say something kind."

@@ -22,7 +22,8 @@ from typing import Any
 
 from amygdala_vllm.config import PluginConfigError, ReadoutConfig
 from amygdala_vllm.readout_op import OP_NAME
-from amygdala_vllm.worker import Span, install_on_load
+from amygdala_vllm.runner import check_v1_chosen, v2_only_features
+from amygdala_vllm.worker import Span, install_on_load, require_hooks_on_load
 
 logger = logging.getLogger(__name__)
 WORKER_EXTENSION = "amygdala_vllm.worker.ReadoutWorkerExtension"
@@ -54,6 +55,7 @@ def force_readout_args(args: Any, config: ReadoutConfig) -> None:
                         f"{WORKER_EXTENSION!r} (unset one of them)")
     if args.speculative_config:
         problems.append("speculative decoding would read draft tokens: drop --speculative-config")
+    problems.extend(v2_only_features(args))
     if problems:
         raise PluginConfigError("amygdala-vllm: " + "; ".join(problems))
     args.worker_extension_cls = WORKER_EXTENSION
@@ -96,15 +98,15 @@ def merge_rows(results: list[dict[str, Any] | None], spans: list[Span], layers: 
 
     Tensor-parallel ranks answer the same layers (the first answer is used); pipeline stages answer theirs.
     """
-    source: dict[int, tuple[int, int]] = {}
-    for worker, result in enumerate(results):
+    source: dict[int, tuple[dict[str, Any], int]] = {}
+    for result in results:
         for local_index, layer in enumerate((result or {}).get("layers", [])):
-            source.setdefault(layer, (worker, local_index))
+            source.setdefault(layer, (result or {}, local_index))
     if missing_layers := [layer for layer in layers if layer not in source]:
         raise ReadoutMissingError(f"no worker hooks layer(s) {missing_layers}; were the workers installed?")
     merged = []
     for index, (req_id, first, count, _release) in enumerate(spans):
-        parts = {layer: results[source[layer][0]]["spans"][index] for layer in layers}
+        parts = {layer: source[layer][0]["spans"][index] for layer in layers}
         if lacking := sorted({p for part in parts.values() for p in part.get("missing", [])}):
             raise ReadoutMissingError(f"no readout for request {req_id} at position(s) {lacking[:8]} "
                                       f"(tokens from position {first})")
@@ -254,7 +256,9 @@ def install_patches(config: ReadoutConfig) -> None:
     def make_config(original: Callable[..., Any]) -> Callable[..., Any]:
         def create_engine_config(self: Any, *args: Any, **kwargs: Any) -> Any:
             force_readout_args(self, config)
-            return original(self, *args, **kwargs)
+            vllm_config = original(self, *args, **kwargs)
+            check_v1_chosen(vllm_config)
+            return vllm_config
 
         return create_engine_config
 
@@ -266,9 +270,13 @@ def install_patches(config: ReadoutConfig) -> None:
     _patch(LLMEngine, "add_request", make_add)
     _patch(LLMEngine, "step", make_step)
     from vllm.platforms import current_platform
+    from vllm.v1.worker.gpu_worker import Worker
 
     if current_platform.is_cpu():
-        from vllm.v1.worker.cpu_model_runner import CPUModelRunner as Runner
+        from vllm.v1.worker.cpu_model_runner import CPUModelRunner as runner_class
     else:
-        from vllm.v1.worker.gpu_model_runner import GPUModelRunner as Runner
-    _patch(Runner, "load_model", install_on_load(config))
+        from vllm.v1.worker.gpu_model_runner import GPUModelRunner as runner_class
+    _patch(runner_class, "load_model", install_on_load(config))
+    # Every worker (CPUWorker and the GPU Worker share this load_model) fails at start when its runner, whatever its
+    # class, loaded the model without the hooks above: never a server that answers without readouts.
+    _patch(Worker, "load_model", require_hooks_on_load)

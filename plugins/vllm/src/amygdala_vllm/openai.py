@@ -54,7 +54,10 @@ class _StreamReadouts:
 
     def _lone(self, chunk: dict[str, Any], index: int, readout: Any) -> str:
         body: dict[str, Any] = {"index": index, "readout": readout, "logprobs": None, "finish_reason": None}
-        body.update({"delta": {}} if self.chat else {"text": ""})
+        if self.chat:
+            body["delta"] = {}
+        else:
+            body["text"] = ""
         lone = {key: value for key, value in chunk.items() if key not in ("choices", "usage")}
         return _sse({**lone, "choices": [body]})
 

@@ -203,12 +203,13 @@ def reports(tp_rank: int) -> bool:
 def install(runner: Any, config: ReadoutConfig) -> _Readouts | None:
     """Fit-check the artifact against the loaded model and hook its blocks (before any compilation or capture);
     ``None`` on a tensor-parallel rank other than 0, which runs the model untouched."""
+    from vllm.distributed import get_tensor_model_parallel_rank
+    from vllm.model_executor.models.utils import PPMissingLayer
+
     import amygdala_vllm.readout_op  # noqa: F401  (registers amygdala::readout_into)
     from amygdala.artifact import check_fits_model, load_artifact
     from amygdala.forward.models import decoder_layers
     from amygdala.readout.projection import projector_for
-    from vllm.distributed import get_tensor_model_parallel_rank
-    from vllm.model_executor.models.utils import PPMissingLayer
 
     if runner.speculative_config is not None:
         raise PluginConfigError("amygdala-vllm: speculative decoding is on (drafts would be read as tokens): drop "
@@ -244,14 +245,35 @@ def install_on_load(config: ReadoutConfig) -> Callable[[Callable[..., Any]], Cal
     return make
 
 
+def check_hooked(runner: Any) -> None:
+    """A worker's model runner must have loaded its model through the plugin's hooks (``install_on_load``)."""
+    from amygdala_vllm.runner import HOOKED_RUNNERS, V2_VAR, runner_name
+
+    if READOUTS_ATTR not in runner.__dict__:
+        raise PluginConfigError(f"amygdala-vllm: the worker's model runner {runner_name(runner)} loaded the model "
+                                f"without the readout hooks (the plugin hooks {' and '.join(HOOKED_RUNNERS)} only): "
+                                f"run vLLM's default worker with {V2_VAR}=0 and VLLM_READOUT_VECTORS set in every "
+                                f"vLLM process, or set AMYGDALA_VLLM_DISABLE=1")
+
+
+def require_hooks_on_load(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``Worker.load_model`` wrapper: the engine fails at start, not at the first request, when this worker's runner
+    (Model Runner V2, or any runner with its own ``load_model``) loaded the model without the hooks."""
+
+    def load_model(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original(self, *args, **kwargs)
+        check_hooked(self.model_runner)
+        return result
+
+    return load_model
+
+
 class ReadoutWorkerExtension:
     """RPC targets mixed into vLLM's worker; ``self.model_runner`` is the worker's model runner."""
 
     def _amygdala(self) -> _Readouts | None:
         runner = self.model_runner  # type: ignore[attr-defined]
-        if READOUTS_ATTR not in runner.__dict__:
-            raise PluginConfigError("amygdala-vllm: this worker loaded its model without the plugin's hooks (was "
-                                    "VLLM_READOUT_VECTORS set when the engine started?)")
+        check_hooked(runner)
         readouts: _Readouts | None = runner.__dict__[READOUTS_ATTR]
         return readouts
 
