@@ -46,10 +46,19 @@ def _metric(server: Server, name: str) -> float:
     return sum(float(value) for value in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE))
 
 
-def test_manifest_route_answers_concepts_and_layers(server: Server) -> None:
+def test_manifest_route_answers_the_payload_amygdala_serve_answers(server: Server, artifact: Artifact) -> None:
+    """Regression: the plugin built its own manifest (concepts, layers, zscore) beside amygdala serve's (hidden
+    size, calibration); both now come from ``amygdala.web.payloads.manifest_payload``, so watch and /ui z-score
+    plugin readouts with the manifest's calibration."""
+    from amygdala.artifact import calibration_json, load_artifact
+    from amygdala.web.payloads import manifest_payload
+
     response = httpx.get(f"{server.url}/v1/readout/manifest", timeout=30)
     assert response.status_code == 200
-    assert response.json() == {"concepts": list(CONCEPTS), "layers": list(LAYERS), "zscore": False}
+    loaded = load_artifact(artifact.vectors)
+    assert response.json() == manifest_payload(CONCEPTS, LAYERS, hidden_size=576, calibration=calibration_json(loaded))
+    assert response.json()["calibrated"] is True and set(response.json()["calibration"]) == {
+        f"layer_{layer}" for layer in LAYERS}
 
 
 def test_readouts_equal_offline_readout_for_every_layer(server: Server, reference: Callable[..., Any]) -> None:

@@ -45,8 +45,8 @@ def test_watch_once_records_the_plugin_stream(server: Server, tmp_path: Path, ch
     screen = done.stdout
     assert "Traceback" not in done.stderr and f"watched {MAX_TOKENS} tokens in 1 turns" in done.stderr
     assert f"layer {max(LAYERS)} ({len(LAYERS)}/{len(LAYERS)})" in screen and f"{MAX_TOKENS} tokens" in screen
-    # The plugin's manifest carries no calibration: watch says it z-scores with running statistics.
-    assert f"z-scores: running stats ({MAX_TOKENS} tokens)" in screen
+    # The plugin's manifest carries the artifact's calibration (the payload amygdala serve answers): watch uses it.
+    assert "z-scores: manifest calibration" in screen
     assert all(concept in screen for concept in CONCEPTS)
 
     (line,) = [json.loads(text) for text in record.read_text().splitlines()]

@@ -10,8 +10,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PINNED_VLLM = "0.32.0"
 DISABLE_VAR = "AMYGDALA_VLLM_DISABLE"
@@ -40,6 +42,10 @@ class ReadoutConfig:
     layers: tuple[int, ...]
     #: Report ``(x - mean) / std`` with the manifest's calibration instead of raw dot products.
     zscore: bool = False
+    #: The artifact's hidden size, served in the manifest.
+    hidden_size: int = 0
+    #: The manifest's calibration table (``layer_<idx>: {mean, std}``), served in the manifest; None without one.
+    calibration: Mapping[str, Any] | None = None
 
 
 def _flag(name: str, problems: list[str]) -> bool:
@@ -60,7 +66,7 @@ def disabled() -> bool:
 
 def config_from_env() -> ReadoutConfig | None:
     """The configured artifact, validated (files, layout, calibration for z-scores); ``None`` when none is set."""
-    from amygdala.artifact import load_artifact, manifest_path_for
+    from amygdala.artifact import calibration_json, load_artifact, manifest_path_for
 
     vectors_value = os.environ.get(VECTORS_VAR, "").strip()
     if not vectors_value:
@@ -79,7 +85,8 @@ def config_from_env() -> ReadoutConfig | None:
     if zscore and artifact.calibration is None:
         raise PluginConfigError(f"amygdala-vllm: {ZSCORE_VAR}=1 needs a manifest with calibration and {manifest} "
                                 f"has none: unset {ZSCORE_VAR} or retrain")
-    return ReadoutConfig(vectors, manifest, artifact.concepts, artifact.layers, zscore)
+    return ReadoutConfig(vectors, manifest, artifact.concepts, artifact.layers, zscore, artifact.hidden_size,
+                         calibration_json(artifact))
 
 
 def check_vllm_version(version: str) -> None:

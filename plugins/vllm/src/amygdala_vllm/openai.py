@@ -17,6 +17,7 @@ from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from amygdala.web.payloads import NO_READOUT_CODE, error_body, manifest_payload, sse_line, strict_json
 from amygdala_vllm.engine import READOUT_ATTR, _patch
 
 PLUGIN_NAME = "amygdala_readout"
@@ -50,7 +51,7 @@ class _StreamReadouts:
             choice["readout"] = queue.popleft()
         if not extra and not any("readout" in c for c in chunk.get("choices") or []):
             return [event]
-        return [*extra, _sse(chunk)]
+        return [*extra, sse_line(chunk)]
 
     def _lone(self, chunk: dict[str, Any], index: int, readout: Any) -> str:
         body: dict[str, Any] = {"index": index, "readout": readout, "logprobs": None, "finish_reason": None}
@@ -59,15 +60,13 @@ class _StreamReadouts:
         else:
             body["text"] = ""
         lone = {key: value for key, value in chunk.items() if key not in ("choices", "usage")}
-        return _sse({**lone, "choices": [body]})
+        return sse_line({**lone, "choices": [body]})
 
     def _leftovers(self) -> list[str]:
         head = {"object": "chat.completion.chunk" if self.chat else "text_completion"}
         return [self._lone(head, index, readout) for index, queue in sorted(self.pending.items()) for readout in queue]
 
 
-def _sse(chunk: dict[str, Any]) -> str:
-    return f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n"
 
 
 async def _feeding(results: AsyncIterator[Any], readouts: _StreamReadouts, n_choices: int) -> AsyncIterator[Any]:
@@ -149,15 +148,15 @@ class ReadoutEndpoint:
     required_tasks = ("generate",)
 
     def attach_router(self, app: Any) -> None:
-        from fastapi.responses import JSONResponse
+        from fastapi.responses import Response
 
-        async def readout_manifest() -> JSONResponse:
+        async def readout_manifest() -> Response:
             manifest = getattr(app.state, "amygdala_manifest", None)
             if manifest is None:
-                return JSONResponse(status_code=404, content={"error": {
-                    "message": "this server reads out nothing: start it with VLLM_READOUT_VECTORS set",
-                    "type": "NotFoundError", "param": None, "code": 404}})
-            return JSONResponse(manifest)
+                body = error_body("this server reads out nothing: start it with VLLM_READOUT_VECTORS set",
+                                  kind="not_found_error", code=NO_READOUT_CODE)
+                return Response(strict_json(body), status_code=404, media_type="application/json")
+            return Response(strict_json(manifest), media_type="application/json")
 
         app.add_api_route(MANIFEST_ROUTE, readout_manifest, methods=["GET"])
 
@@ -171,5 +170,5 @@ class ReadoutEndpoint:
         if config is None or engine_client is None:
             return
         await ensure_installed_async(engine_client, config)
-        state.amygdala_manifest = {"concepts": list(config.concepts), "layers": list(config.layers),
-                                   "zscore": config.zscore}
+        state.amygdala_manifest = manifest_payload(config.concepts, config.layers, hidden_size=config.hidden_size,
+                                                   calibration=config.calibration, zscore=config.zscore)
