@@ -24,6 +24,7 @@ from amygdala.cli import main
 from amygdala.extraction.examples import read_examples
 from amygdala.forward.models import LoadedModel
 from amygdala.forward.pooling import PoolingSpec
+from amygdala.training.lexical import hard_negative_data
 from amygdala.training.stage import TrainOptions, train, training_texts
 
 pytestmark = pytest.mark.slow
@@ -104,7 +105,11 @@ def test_train_killed_mid_run_resumes_to_a_byte_identical_artifact(examples_dir:
     after = chunks(cache_dir)
     assert {name: after[name] for name in survived} == survived  # cached chunks reused, not rewritten
     forwarded = len(after) - len(survived)
-    assert forwarded == math.ceil((n_texts - len(survived) * BATCH) / BATCH) < n_batches
+    # The rest of the train texts, then the lexical hard negatives (the default remedy), pooled after them.
+    examples = read_examples(examples_dir)
+    n_hard = len(hard_negative_data(sorted({example.emotion for example in examples})).texts)
+    missing = math.ceil((n_texts - len(survived) * BATCH) / BATCH)
+    assert forwarded == missing + math.ceil(n_hard / BATCH) and missing < n_batches
     print(f"\nkilled after {len(survived)} of {n_batches} batches; the rerun forwarded {forwarded} batches")
 
     assert output.read_bytes() == uninterrupted.read_bytes()

@@ -77,3 +77,12 @@ def test_check_sampling_names_every_bad_option() -> None:
 def test_generate_refuses_an_empty_prompt(tiny_model: LoadedModel) -> None:
     with pytest.raises(GenerationError, match="prompt is empty"):
         list(generate(tiny_model, [], SamplingOptions()))
+
+
+def test_next_token_at_a_vanishing_temperature_picks_the_greedy_token() -> None:
+    """Regression: temperature 1.1e-308 underflowed to 0 in fp32, so softmax(logits / t) was NaN and a request
+    got a 500 ("probability tensor contains either inf, nan or element < 0"); it is the greedy limit."""
+    logits = torch.tensor([0.5, 3.0, -1.0, 2.9])
+    for temperature in (1.1125369292536007e-308, 5e-324, 1e-30):
+        picked = next_token(logits, SamplingOptions(temperature=temperature), torch.Generator().manual_seed(0))
+        assert picked == 1

@@ -83,7 +83,10 @@ def next_token(logits: torch.Tensor, options: SamplingOptions, generator: torch.
     """Pick one token from ``logits[vocab]``: argmax at temperature 0, else nucleus sampling."""
     if options.temperature == 0:
         return int(logits.argmax())
-    probs = torch.softmax(logits.float() / options.temperature, dim=-1)
+    # Shifted by the max and divided in fp64: a tiny temperature (1e-308 underflows to 0 in fp32) sends every other
+    # logit to -inf and keeps the best at 0, the greedy limit, instead of 0/0 = NaN probabilities.
+    shifted = logits.double() - logits.double().max()
+    probs = torch.softmax(shifted / options.temperature, dim=-1).float()
     if options.top_p < 1:
         sorted_probs, order = probs.sort(descending=True)
         keep = sorted_probs.cumsum(-1) - sorted_probs < options.top_p

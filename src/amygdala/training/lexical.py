@@ -137,23 +137,27 @@ def project_word_directions(vectors: Mapping[int, torch.Tensor], directions: tor
 
 
 def hard_negative_stats(loaded: LoadedModel, stats: ConceptStats, spec: PoolingSpec, cache: ActivationCache | None,
-                        world: World) -> ConceptStats:
+                        world: World, *, batch_size: int | None = None, batch_tokens: int | None = None
+                        ) -> ConceptStats:
     """Training's statistics with the hard negatives' mean mixed in (``mix_negatives``), the hard negatives of
     the stats' concepts pooled by ``spec`` at its layers (at most ``MAX_HARD_NEGATIVES`` short texts)."""
     from amygdala.forward.pooled import pool_texts
 
     layers, device = list(stats.layers), stats.total_sum.device
-    hard = pool_texts(loaded, hard_negative_data(stats.concepts).texts, layers, spec, cache=cache, world=world)
+    hard = pool_texts(loaded, hard_negative_data(stats.concepts).texts, layers, spec, cache=cache, world=world,
+                      batch_size=batch_size, batch_tokens=batch_tokens)  # batched as training's own texts
     return mix_negatives(stats, {layer: hard[:, i].double().mean(dim=0).to(device) for i, layer in enumerate(layers)})
 
 
 def word_projection(loaded: LoadedModel, vectors: dict[int, torch.Tensor], concepts: Sequence[str],
-                    spec: PoolingSpec, cache: ActivationCache | None, world: World) -> dict[int, torch.Tensor]:
+                    spec: PoolingSpec, cache: ActivationCache | None, world: World, *, batch_size: int | None = None,
+                    batch_tokens: int | None = None) -> dict[int, torch.Tensor]:
     """``project_word_directions`` of training's ``vectors`` with the naming phrases pooled by ``spec``."""
     from amygdala.forward.pooled import pool_texts
 
     layers = list(vectors)
-    pooled = pool_texts(loaded, naming_texts(concepts), layers, spec, cache=cache, world=world)
+    pooled = pool_texts(loaded, naming_texts(concepts), layers, spec, cache=cache, world=world,
+                        batch_size=batch_size, batch_tokens=batch_tokens)
     device = next(iter(vectors.values())).device
     return project_word_directions(vectors, word_directions(pooled.to(device), len(concepts)), layers)
 

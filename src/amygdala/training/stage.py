@@ -269,11 +269,12 @@ def train(loaded: LoadedModel, examples: Sequence[Example], options: TrainOption
     cache = ActivationCache(options.cache_dir) if options.cache_dir is not None else None
     logger.info("training %d concepts on %d unique texts on %s", len(data.concepts), len(data.texts), loaded.device)
     stats, neutral, curve = _statistics(loaded, data, options, world, cache)
-    mixed = hard_negative_stats(loaded, stats, options.pooling, cache, world) if uses_negatives(options.lexical) \
-        else stats
+    batching = {"batch_size": options.batch_size, "batch_tokens": options.batch_tokens}
+    mixed = hard_negative_stats(loaded, stats, options.pooling, cache, world, **batching) \
+        if uses_negatives(options.lexical) else stats
     vectors, shrinkage = fit_statistics(mixed, neutral, options.method, options.neutral_pcs)
     if uses_projection(options.lexical):
-        vectors = word_projection(loaded, vectors, stats.concepts, options.pooling, cache, world)
+        vectors = word_projection(loaded, vectors, stats.concepts, options.pooling, cache, world, **batching)
     calibration = calibrate(stats, vectors)
     counts = data.counts()
     record = TrainingRecord(
