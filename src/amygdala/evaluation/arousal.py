@@ -30,7 +30,14 @@ import numpy as np
 import torch
 
 from amygdala.errors import AmygdalaError
-from amygdala.evaluation.metrics import Interval, PairedDifference, PairingError, paired_difference, percentile_interval
+from amygdala.evaluation.metrics import (
+    Interval,
+    PairedDifference,
+    PairingError,
+    paired_difference,
+    rho_interval,
+    spearman,
+)
 from amygdala.evaluation.pca import component_r, principal_components
 from amygdala.evaluation.valence import NEUTRAL_BAND, concept_valence
 
@@ -111,12 +118,6 @@ class ArousalCheck:
                 "n_concepts": self.n_concepts}
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(a, b).statistic) if np.ptp(a) > 0 and np.ptp(b) > 0 else math.nan
-
-
 def _zscore(projection: torch.Tensor) -> torch.Tensor:
     return (projection - projection.mean()) / projection.std(correction=0)
 
@@ -171,8 +172,7 @@ def arousal_check(vectors: Mapping[int, torch.Tensor], concepts: Sequence[str], 
     rows = [concepts.index(c) for c in covered]
     score, projections = _axis_scores(vectors, rows, values - values.mean(), layers, pooled)
     ratings = np.asarray(corpus.arousal)
-    draws = np.random.default_rng(seed).integers(0, len(score), size=(n_boot, len(score)))
-    replicates = torch.tensor([_spearman(score[d], ratings[d]) for d in draws], dtype=torch.float64)
+    rho, replicates = rho_interval(score, ratings, n_boot, seed)
     valence = concept_valence(fitted)
     positive = [concepts.index(c) for c in fitted if valence.get(c, 0.0) >= NEUTRAL_BAND]
     negative = [concepts.index(c) for c in fitted if valence.get(c, 0.0) <= -NEUTRAL_BAND]
@@ -181,10 +181,10 @@ def arousal_check(vectors: Mapping[int, torch.Tensor], concepts: Sequence[str], 
         weights = torch.tensor([1 / len(positive)] * len(positive) + [-1 / len(negative)] * len(negative),
                                dtype=torch.float64)
         valence_score, _ = _axis_scores(vectors, positive + negative, weights, layers, pooled)
-        valence_rho = _spearman(valence_score, np.asarray(corpus.valence))
+        valence_rho = spearman(valence_score, np.asarray(corpus.valence))
     pc_r, explained = _pc_figures(vectors, fitted, layers, {"valence": valence, "arousal": arousal})
-    per_layer = tuple((layer, _spearman(p.numpy(), ratings)) for layer, p in zip(layers, projections))
-    return ArousalCheck(corpus.name, len(ratings), percentile_interval(_spearman(score, ratings), replicates),
+    per_layer = tuple((layer, spearman(p.numpy(), ratings)) for layer, p in zip(layers, projections))
+    return ArousalCheck(corpus.name, len(ratings), rho,
                         valence_rho, per_layer,
                         pc_r, explained, tuple((c, arousal[c]) for c in covered), len(concepts), seed, replicates)
 

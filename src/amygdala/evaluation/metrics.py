@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 from sklearn.linear_model import Ridge
 from sklearn.metrics import roc_auc_score
 
@@ -184,3 +185,18 @@ def paired_difference(a: float, a_replicates: torch.Tensor, b: float, b_replicat
         raise PairingError(f"paired replicates {tuple(a_replicates.shape)} and {tuple(b_replicates.shape)} "
                            "must come from the same draws")
     return PairedDifference(a, b, percentile_interval(a - b, a_replicates.double() - b_replicates.double()))
+
+
+def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """Spearman's rank correlation (``scipy.stats.spearmanr``); NaN when either side is constant or has fewer
+    than 3 values."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return float(spearmanr(x, y).statistic) if len(x) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0 else math.nan
+
+
+def rho_interval(scores: np.ndarray, ratings: np.ndarray, n_boot: int, seed: int) -> tuple[Interval, torch.Tensor]:
+    """Spearman's rho of ``scores`` against human ``ratings`` with its percentile CI, and its replicates over
+    ``n_boot`` seeded draws of the rated items with replacement (kept for paired differences)."""
+    draws = np.random.default_rng(seed).integers(0, len(scores), size=(n_boot, len(scores)))
+    replicates = torch.tensor([spearman(scores[d], ratings[d]) for d in draws], dtype=torch.float64)
+    return percentile_interval(spearman(scores, ratings), replicates), replicates

@@ -32,10 +32,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import pearsonr, spearmanr
+from scipy.stats import pearsonr
 
 from amygdala.errors import AmygdalaError
-from amygdala.evaluation.metrics import Interval, PairedDifference, PairingError, paired_difference, percentile_interval
+from amygdala.evaluation.metrics import (
+    Interval,
+    PairedDifference,
+    PairingError,
+    paired_difference,
+    rho_interval,
+    spearman,
+)
 from amygdala.extraction.emotions import word_forms
 
 NEUTRAL_BAND = 0.5
@@ -133,18 +140,7 @@ def vader_scores(texts: Sequence[str]) -> list[float]:
 def vader_rho(corpus: RatedSentences) -> float:
     """The reference: Spearman rho of the VADER analyser's scores against the ratings (once per corpus, however
     many vector sets are checked on it)."""
-    return _spearman(np.asarray(vader_scores(corpus.texts)), np.asarray(corpus.ratings))
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    return float(spearmanr(a, b).statistic) if np.ptp(a) > 0 and np.ptp(b) > 0 else math.nan
-
-
-def _rho_interval(scores: np.ndarray, ratings: np.ndarray, n_boot: int, seed: int) -> tuple[Interval, torch.Tensor]:
-    """rho with its CI, and its replicates over ``n_boot`` seeded draws of the sentences with replacement."""
-    draws = np.random.default_rng(seed).integers(0, len(scores), size=(n_boot, len(scores)))
-    replicates = torch.tensor([_spearman(scores[d], ratings[d]) for d in draws], dtype=torch.float64)
-    return percentile_interval(_spearman(scores, ratings), replicates), replicates
+    return spearman(np.asarray(vader_scores(corpus.texts)), np.asarray(corpus.ratings))
 
 
 def _pc1_r(vectors: torch.Tensor, valence: np.ndarray) -> float:
@@ -188,11 +184,11 @@ def valence_check(vectors: Mapping[int, torch.Tensor], concepts: Sequence[str], 
         projection = pooled[:, position].double() @ _axis(vectors[layer], concepts, positive, negative)
         projections.append((projection - projection.mean()) / projection.std(correction=0))
         rows = vectors[layer][[concepts.index(c) for c in covered]]
-        per_layer.append(LayerValence(layer, _spearman(projection.numpy(), ratings),
+        per_layer.append(LayerValence(layer, spearman(projection.numpy(), ratings),
                                       _pc1_r(rows, np.asarray([valence[c] for c in covered]))))
     score = torch.stack(projections).mean(dim=0).numpy()
     pc1 = [entry.pc1_r for entry in per_layer if not math.isnan(entry.pc1_r)]
-    rho, replicates = _rho_interval(score, ratings, n_boot, seed)
+    rho, replicates = rho_interval(score, ratings, n_boot, seed)
     return ValenceCheck(corpus.name, len(ratings), rho, vader_rho(corpus),
                         sum(pc1) / len(pc1) if pc1 else math.nan, tuple(per_layer),
                         tuple((c, valence[c]) for c in covered), positive, negative, len(concepts),

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy.stats import rankdata, spearmanr
+from scipy.stats import rankdata
 
 from amygdala.artifact import ReadoutArtifact
 from amygdala.evaluation.checks.options import CheckOptions
@@ -28,12 +28,6 @@ def text_scores(loaded: LoadedModel, artifact: ReadoutArtifact, texts: Sequence[
     pooled = pool_texts(loaded, texts, artifact.layers, options.spec, batch_size=options.batch_size,
                         batch_tokens=options.batch_tokens)
     return project_pooled(pooled, projector_for(artifact), zscore=artifact.calibration is not None).mean(dim=1)
-
-
-def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman's rank correlation (NaN when either side is constant)."""
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return float(spearmanr(x, y).statistic) if len(x) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0 else math.nan
 
 
 def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:

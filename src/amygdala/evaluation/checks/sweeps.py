@@ -30,11 +30,10 @@ from amygdala.evaluation.checks.scoring import (
     interval_json,
     mean_interval,
     share_interval,
-    spearman,
     spearman_rows,
     text_scores,
 )
-from amygdala.evaluation.metrics import Interval, percentile_interval
+from amygdala.evaluation.metrics import Interval, percentile_interval, spearman
 from amygdala.forward.models import LoadedModel
 
 TEMPLATES_FILE = "sweep_templates.jsonl"
