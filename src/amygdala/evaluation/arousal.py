@@ -39,7 +39,7 @@ from amygdala.evaluation.metrics import (
     spearman,
 )
 from amygdala.evaluation.pca import component_r, principal_components
-from amygdala.evaluation.valence import NEUTRAL_BAND, concept_valence
+from amygdala.evaluation.valence import NEUTRAL_BAND, PUBLISHED_PC1_R, concept_valence
 
 if TYPE_CHECKING:
     from amygdala.artifact import ReadoutArtifact
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 SENTENCES_FILE = "emobank_sentences.tsv"
 CONCEPT_FILE = "emobank_concept_arousal.tsv"
 CORPUS_NAME = "EmoBank sentences (Buechel & Hahn 2017), mean reader/writer ratings"
-PUBLISHED_PC1_VALENCE_R = 0.81
+PUBLISHED_PC1_VALENCE_R = PUBLISHED_PC1_R
 PUBLISHED_PC2_AROUSAL_R = 0.66
 MIN_CONCEPTS = 3
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from amygdala.evaluation.arousal import PUBLISHED_PC1_VALENCE_R, PUBLISHED_PC2_AROUSAL_R
 from amygdala.evaluation.checks.arousal import Arousal
 from amygdala.evaluation.checks.chat_roles import ChatRoles
 from amygdala.evaluation.checks.logit_lens import LogitLens
@@ -82,7 +83,8 @@ def _arousal(result: Arousal) -> str:
     rows = [[name.replace("_", " | "), fmt(pc.get(name, float("nan")), 2)]
             for name in ("pc1_valence", "pc1_arousal", "pc2_valence", "pc2_arousal")]
     return (_table(["principal component | lexicon", "mean |r| over layers"], rows)
-            + "<p><small>Published reference over 171 emotions: PC1 | valence 0.81, PC2 | arousal 0.66. Sentences:"
+            + f"<p><small>Published reference over 171 emotions: PC1 | valence {PUBLISHED_PC1_VALENCE_R}, PC2 | "
+            f"arousal {PUBLISHED_PC2_AROUSAL_R}. Sentences:"
             " EmoBank (Buechel &amp; Hahn 2017, CC BY-SA 4.0).</small></p>")
 
 
